@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster with `jobs` preloaded, run as the
+# postgres user on a local port.
+#
+#   pg_test/cluster.sh start   build and install jobs, create and start the cluster
+#   pg_test/cluster.sh stop    stop it and delete its data directory
+#   pg_test/cluster.sh psql    open psql on it
+#
+# JOBS_PGDATA (default /tmp/jobs-cluster) and JOBS_PGPORT (default 28815)
+# choose the cluster; JOBS_BUILD=release installs an optimized build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+PGBIN=/usr/lib/postgresql/15/bin
+PGDATA=${JOBS_PGDATA:-/tmp/jobs-cluster}
+PGPORT=${JOBS_PGPORT:-28815}
+DSN="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+
+as_postgres() { sudo -u postgres "$@"; }
+
+start() {
+    bash pg_test/setup.sh
+    local profile=()
+    [ "${JOBS_BUILD:-debug}" = release ] && profile=(--release)
+    cargo pgrx install "${profile[@]}" --pg-config "$PGBIN/pg_config" >/dev/null
+
+    if [ ! -f "$PGDATA/PG_VERSION" ]; then
+        rm -rf "$PGDATA"
+        install -d -o postgres -g postgres -m 700 "$PGDATA"
+        as_postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust --no-instructions >/dev/null
+        cat >>"$PGDATA/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PGDATA'
+shared_preload_libraries = 'jobs'
+max_connections = 200
+log_line_prefix = '%m [%p] %b '
+CONF
+    fi
+    if ! as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+        as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null
+    fi
+    psql "$DSN" -qX -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS jobs' 2>&1 | grep -v '^NOTICE' || true
+    echo "cluster running: psql \"$DSN\"   (log: $PGDATA/server.log)"
+}
+
+stop() {
+    if [ -f "$PGDATA/PG_VERSION" ]; then
+        as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PGDATA"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    psql) shift; exec psql "$DSN" "$@" ;;
+    dsn) echo "$DSN" ;;
+    *) echo "usage: $0 start|stop|psql|dsn" >&2; exit 2 ;;
+esac

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The demo: a throwaway cluster, a few jobs enqueued, a small worker loop in
+# psql that claims and completes (or fails) them, then jobs.stats() and the
+# attempt history. Leaves the cluster running so you can look around;
+# `bash pg_test/cluster.sh stop` removes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash pg_test/cluster.sh start
+sql() { bash pg_test/cluster.sh psql -qX -v ON_ERROR_STOP=1 "$@"; }
+
+echo
+echo "== enqueue: three emails, a report that fails once, a job for tomorrow"
+sql <<'SQL'
+SELECT e.id, e.job_type, e.queue, e.state
+FROM unnest(ARRAY['ada@example.com', 'grace@example.com', 'edsger@example.com']) AS email,
+     LATERAL jobs.enqueue('send_email', jsonb_build_object('to', email)) AS e;
+SELECT id, job_type, queue, state, priority FROM jobs.enqueue('build_report', '{"flaky": true}', priority => -1);
+SELECT id, job_type, queue, state, run_at > now() AS scheduled
+FROM jobs.enqueue('cleanup', run_at => now() + interval '1 day');
+SQL
+
+echo "== a worker loop: claim two at a time, do the work, complete or fail"
+while :; do
+    batch=$(sql -At -F ' ' -c "SELECT id, lease_token, job_type, payload->>'flaky', attempts
+                               FROM jobs.claim('demo-worker', max_jobs => 2, lease => '30 seconds')")
+    [ -n "$batch" ] || break
+    while read -r id token job_type flaky attempts; do
+        if [ "$flaky" = true ] && [ "$attempts" = 1 ]; then
+            echo "worker: job $id ($job_type) attempt $attempts failed; retrying at once"
+            sql -c "SELECT jobs.fail($id, '$token', 'report server timed out', retry_in => '0')" >/dev/null
+        else
+            echo "worker: job $id ($job_type) attempt $attempts done"
+            sql -c "SELECT jobs.complete($id, '$token', '{\"ok\": true}')" >/dev/null
+        fi
+    done <<<"$batch"
+done
+
+echo
+echo "== jobs.stats()"
+sql -c "SELECT * FROM jobs.stats()"
+echo "== attempt history (jobs.job_run)"
+sql -c "SELECT r.job_id, j.job_type, r.attempt, r.worker_id, r.outcome, r.error
+        FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id ORDER BY r.job_id, r.id"
+echo "The cluster is still running: bash pg_test/cluster.sh psql  (stop: bash pg_test/cluster.sh stop)"

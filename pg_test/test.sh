@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: everything CI runs, on a fresh machine or a warm one.
+#  1. installs what is missing (pg_test/setup.sh);
+#  2. `cargo pgrx test`: Rust unit tests and the in-database #[pg_test]s;
+#  3. black-box tests (tests/) over real connections to a throwaway cluster
+#     with the library preloaded, started and stopped here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+bash pg_test/setup.sh
+
+pgrx_data=$(mktemp -u /tmp/jobs-pgrx-test.XXXXXX)
+cargo pgrx test pg15 --runas postgres --pgdata "$pgrx_data"
+rm -rf "$pgrx_data"
+
+export JOBS_PGDATA=$(mktemp -u /tmp/jobs-test-cluster.XXXXXX)
+export JOBS_PGPORT=${JOBS_PGPORT:-28816}
+trap 'bash pg_test/cluster.sh stop' EXIT
+bash pg_test/cluster.sh start
+JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) cargo test --features blackbox --test blackbox -- --nocapture --test-threads=1

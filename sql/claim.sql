@@ -1,0 +1,99 @@
+-- Workers, part one: taking jobs and keeping them (jobs.claim, jobs.extend_lease).
+
+-- A lease: NULL means jobs.default_lease; otherwise positive and small enough
+-- that now() + lease is a timestamp.
+CREATE FUNCTION jobs._lease_or_default(lease interval) RETURNS interval
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF lease IS NULL THEN
+        RETURN jobs._default_lease();
+    ELSIF lease <= interval '0' THEN
+        PERFORM jobs._invalid(format('lease must be positive, not %s', jobs._quote(lease::text)));
+    ELSIF lease > interval '100 years' THEN
+        PERFORM jobs._invalid(format('lease %s is longer than 100 years', jobs._quote(lease::text)));
+    END IF;
+    RETURN lease;
+END
+$$;
+
+CREATE FUNCTION jobs.claim(
+    worker_id text,
+    queue text DEFAULT 'default',
+    max_jobs int DEFAULT 1,
+    lease interval DEFAULT NULL,
+    job_types text[] DEFAULT NULL
+) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    lease_for interval := jobs._lease_or_default(claim.lease);
+BEGIN
+    PERFORM jobs._check_not_null('worker_id', claim.worker_id);
+    PERFORM jobs._check_name('queue', claim.queue);
+    IF claim.max_jobs IS NULL OR claim.max_jobs < 1 THEN
+        PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
+                                     coalesce(claim.max_jobs::text, 'null')));
+    END IF;
+
+    -- SKIP LOCKED: rows another claimer is taking right now are passed over,
+    -- never waited for. The planner walks job_claim_idx in claim order.
+    RETURN QUERY
+    WITH picked AS (
+        SELECT j.id
+        FROM jobs.job j
+        WHERE j.state = 'queued'
+          AND j.queue = claim.queue
+          AND j.run_at <= now()
+          AND (claim.job_types IS NULL OR j.job_type = ANY (claim.job_types))
+        ORDER BY j.priority, j.run_at, j.id
+        LIMIT claim.max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE jobs.job j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            lease_until = now() + lease_for,
+            worker_id = claim.worker_id,
+            started_at = now(),
+            updated_at = now()
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.*
+    )
+    SELECT * FROM claimed c ORDER BY c.priority, c.run_at, c.id;
+END
+$$;
+
+CREATE FUNCTION jobs.extend_lease(
+    job_id bigint,
+    lease_token uuid,
+    lease interval DEFAULT NULL
+) RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    lease_for interval := jobs._lease_or_default(extend_lease.lease);
+    new_until timestamptz;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', extend_lease.job_id);
+    PERFORM jobs._check_not_null('lease_token', extend_lease.lease_token);
+
+    UPDATE jobs.job j
+    SET lease_until = now() + lease_for, updated_at = now()
+    WHERE j.id = extend_lease.job_id
+      AND j.state = 'running'
+      AND j.lease_token = extend_lease.lease_token
+    RETURNING j.lease_until INTO new_until;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_not_held(extend_lease.job_id);
+    END IF;
+    RETURN new_until;
+END
+$$;

@@ -1,0 +1,112 @@
+-- Producers: jobs.enqueue and jobs.enqueue_batch.
+--
+-- Every API function is SECURITY DEFINER with search_path pinned to
+-- pg_catalog, pg_temp, and names its own objects with the schema: a caller's
+-- search_path (look-alike functions or operators in public) changes nothing.
+
+-- Checks shared by both enqueue functions. run_at and max_attempts may be
+-- NULL (now, jobs.default_max_attempts).
+CREATE FUNCTION jobs._check_enqueue(job_type text, queue text, priority int, max_attempts int) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._check_name('job_type', job_type);
+    PERFORM jobs._check_name('queue', queue);
+    PERFORM jobs._check_not_null('priority', priority);
+    IF max_attempts < 1 THEN
+        PERFORM jobs._invalid(format('max_attempts must be at least 1, not %s', max_attempts));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION jobs.enqueue(
+    job_type text,
+    payload jsonb DEFAULT '{}',
+    queue text DEFAULT 'default',
+    run_at timestamptz DEFAULT NULL,
+    priority int DEFAULT 0,
+    max_attempts int DEFAULT NULL,
+    idempotency_key text DEFAULT NULL
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inserted jobs.job;
+BEGIN
+    PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.priority, enqueue.max_attempts);
+    PERFORM jobs._check_not_null('payload', enqueue.payload);
+
+    -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
+    -- then the SELECT (a new snapshot) sees its job. The loop only repeats
+    -- when that job was deleted in between.
+    FOR attempt IN 1..3 LOOP
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts, idempotency_key)
+        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
+                coalesce(enqueue.run_at, now()),
+                coalesce(enqueue.max_attempts, jobs._default_max_attempts()),
+                enqueue.idempotency_key)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING * INTO inserted;
+        IF FOUND THEN
+            IF inserted.run_at <= now() THEN
+                -- Identical notifications in one transaction are delivered once.
+                PERFORM pg_notify('jobs', inserted.queue);
+            END IF;
+            RETURN inserted;
+        END IF;
+
+        SELECT * INTO inserted FROM jobs.job j WHERE j.idempotency_key = enqueue.idempotency_key;
+        IF FOUND THEN
+            RETURN inserted;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not enqueue with idempotency_key %s: its job keeps being deleted',
+                         jobs._quote(enqueue.idempotency_key));
+END
+$$;
+
+CREATE FUNCTION jobs.enqueue_batch(
+    job_type text,
+    payloads jsonb[],
+    queue text DEFAULT 'default',
+    run_at timestamptz DEFAULT NULL,
+    priority int DEFAULT 0,
+    max_attempts int DEFAULT NULL
+) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    due_at timestamptz := coalesce(enqueue_batch.run_at, now());
+    attempts_allowed int := coalesce(enqueue_batch.max_attempts, jobs._default_max_attempts());
+BEGIN
+    PERFORM jobs._check_enqueue(enqueue_batch.job_type, enqueue_batch.queue,
+                                enqueue_batch.priority, enqueue_batch.max_attempts);
+    PERFORM jobs._check_not_null('payloads', enqueue_batch.payloads);
+    IF array_position(enqueue_batch.payloads, NULL) IS NOT NULL THEN
+        PERFORM jobs._invalid(format('payloads must not contain null (element %s is null)',
+                                     array_position(enqueue_batch.payloads, NULL)));
+    END IF;
+
+    -- Ids follow the payloads' order, and so do the returned rows.
+    RETURN QUERY
+    WITH inserted AS (
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
+        SELECT enqueue_batch.queue, enqueue_batch.job_type, p.payload,
+               enqueue_batch.priority, due_at, attempts_allowed
+        FROM unnest(enqueue_batch.payloads) WITH ORDINALITY AS p (payload, ord)
+        ORDER BY p.ord
+        RETURNING *
+    )
+    SELECT * FROM inserted ORDER BY id;
+
+    IF FOUND AND due_at <= now() THEN
+        PERFORM pg_notify('jobs', enqueue_batch.queue);
+    END IF;
+END
+$$;

@@ -1,0 +1,90 @@
+-- The one place the SQL API raises its errors: every user error has the
+-- contract's SQLSTATE and a PostgreSQL-style message (lower case, value quoted).
+
+-- 22023 invalid_parameter_value
+CREATE FUNCTION jobs._invalid(message text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = message;
+END
+$$;
+
+-- Quotes a user-supplied value for a message, cut short so a megabyte of
+-- input does not become a megabyte of log.
+CREATE FUNCTION jobs._quote(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '"' || CASE WHEN length(value) > 64 THEN left(value, 64) || '...' ELSE value END || '"'
+$$;
+
+-- A queue or job type: present, not empty, at most 128 characters.
+CREATE FUNCTION jobs._check_name(what text, value text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        PERFORM jobs._invalid(format('%s must not be null', what));
+    ELSIF value = '' THEN
+        PERFORM jobs._invalid(format('%s must not be empty', what));
+    ELSIF length(value) > 128 THEN
+        PERFORM jobs._invalid(format('%s %s is longer than 128 characters', what, jobs._quote(value)));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION jobs._check_not_null(what text, value anyelement) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        PERFORM jobs._invalid(format('%s must not be null', what));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION jobs._raise_missing(job_id bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+        MESSAGE = format('job %s does not exist', job_id);
+END
+$$;
+
+CREATE FUNCTION jobs._raise_wrong_state(job_id bigint, current jobs.job_state, wanted text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+        MESSAGE = format('job %s is %s, not %s', job_id, current, wanted);
+END
+$$;
+
+-- Called when a guarded update of a running job matched nothing: says why.
+-- P0002 when the job does not exist, 55000 when it is not running under
+-- this token. Never returns.
+CREATE FUNCTION jobs._raise_not_held(job_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current jobs.job_state;
+BEGIN
+    SELECT j.state INTO current FROM jobs.job j WHERE j.id = _raise_not_held.job_id;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_missing(job_id);
+    ELSIF current <> 'running' THEN
+        PERFORM jobs._raise_wrong_state(job_id, current, 'running');
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+        MESSAGE = format('lease token does not match the current lease of job %s', job_id),
+        HINT = 'The lease expired and the job was claimed again: this worker must stop working on it.';
+END
+$$;

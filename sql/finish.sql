@@ -1,0 +1,163 @@
+-- Workers, part two, and operators: ending attempts (jobs.complete, jobs.fail)
+-- and moving jobs by hand (jobs.cancel, jobs.retry_now).
+--
+-- complete and fail are one guarded UPDATE each: the row changes only while
+-- it is running under the presented token, so a stale or duplicate call
+-- changes nothing, and the attempt's history row is written in the same
+-- transaction.
+
+CREATE FUNCTION jobs._record_run(finished jobs.job, outcome text, error text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+    VALUES (finished.id, finished.attempts, finished.worker_id, outcome, finished.started_at, now(), error)
+$$;
+
+CREATE FUNCTION jobs.complete(
+    job_id bigint,
+    lease_token uuid,
+    result jsonb DEFAULT NULL
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    done jobs.job;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', complete.job_id);
+    PERFORM jobs._check_not_null('lease_token', complete.lease_token);
+
+    UPDATE jobs.job j
+    SET state = 'completed',
+        result = complete.result,
+        lease_token = NULL,
+        lease_until = NULL,
+        finished_at = now(),
+        updated_at = now()
+    WHERE j.id = complete.job_id
+      AND j.state = 'running'
+      AND j.lease_token = complete.lease_token
+    RETURNING * INTO done;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_not_held(complete.job_id);
+    END IF;
+    PERFORM jobs._record_run(done, 'completed', NULL);
+    RETURN done;
+END
+$$;
+
+CREATE FUNCTION jobs.fail(
+    job_id bigint,
+    lease_token uuid,
+    error text,
+    retry_in interval DEFAULT NULL,
+    retryable boolean DEFAULT true
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    failed_job jobs.job;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', fail.job_id);
+    PERFORM jobs._check_not_null('lease_token', fail.lease_token);
+    PERFORM jobs._check_not_null('error', fail.error);
+    PERFORM jobs._check_not_null('retryable', fail.retryable);
+    IF fail.retry_in < interval '0' THEN
+        PERFORM jobs._invalid(format('retry_in must not be negative, not %s', jobs._quote(fail.retry_in::text)));
+    ELSIF fail.retry_in > interval '100 years' THEN
+        PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
+    END IF;
+
+    UPDATE jobs.job j
+    SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                     THEN 'queued' ELSE 'failed' END::jobs.job_state,
+        run_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                      THEN now() + coalesce(fail.retry_in, jobs._backoff(j.attempts))
+                      ELSE j.run_at END,
+        finished_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                           THEN NULL ELSE now() END,
+        last_error = fail.error,
+        lease_token = NULL,
+        lease_until = NULL,
+        updated_at = now()
+    WHERE j.id = fail.job_id
+      AND j.state = 'running'
+      AND j.lease_token = fail.lease_token
+    RETURNING * INTO failed_job;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_not_held(fail.job_id);
+    END IF;
+    PERFORM jobs._record_run(failed_job, 'failed', fail.error);
+    IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
+        PERFORM pg_notify('jobs', failed_job.queue);
+    END IF;
+    RETURN failed_job;
+END
+$$;
+
+CREATE FUNCTION jobs.cancel(job_id bigint) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job jobs.job;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', cancel.job_id);
+
+    SELECT * INTO job FROM jobs.job j WHERE j.id = cancel.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_missing(cancel.job_id);
+    ELSIF job.state NOT IN ('queued', 'running') THEN
+        PERFORM jobs._raise_wrong_state(cancel.job_id, job.state, 'queued or running');
+    END IF;
+
+    -- A running attempt ends here: record it. Its worker's token stops
+    -- working because lease_token is cleared.
+    IF job.state = 'running' THEN
+        PERFORM jobs._record_run(job, 'canceled', NULL);
+    END IF;
+    UPDATE jobs.job j
+    SET state = 'canceled', lease_token = NULL, lease_until = NULL,
+        finished_at = now(), updated_at = now()
+    WHERE j.id = cancel.job_id
+    RETURNING * INTO job;
+    RETURN job;
+END
+$$;
+
+CREATE FUNCTION jobs.retry_now(job_id bigint) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job jobs.job;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', retry_now.job_id);
+
+    SELECT * INTO job FROM jobs.job j WHERE j.id = retry_now.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_missing(retry_now.job_id);
+    ELSIF job.state NOT IN ('failed', 'canceled', 'queued') THEN
+        PERFORM jobs._raise_wrong_state(retry_now.job_id, job.state, 'failed, canceled or queued');
+    END IF;
+
+    -- A finished job starts over with all its attempts; a queued one only
+    -- stops waiting.
+    UPDATE jobs.job j
+    SET state = 'queued',
+        attempts = CASE WHEN job.state = 'queued' THEN j.attempts ELSE 0 END,
+        run_at = CASE WHEN job.state = 'queued' THEN least(j.run_at, now()) ELSE now() END,
+        finished_at = NULL,
+        updated_at = now()
+    WHERE j.id = retry_now.job_id
+    RETURNING * INTO job;
+    PERFORM pg_notify('jobs', job.queue);
+    RETURN job;
+END
+$$;

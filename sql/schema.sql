@@ -1,0 +1,103 @@
+-- Tables, the state enum and the constraints that make the job state machine
+-- impossible to break, whatever code writes to these tables.
+
+-- queued:    waiting; claimable once run_at <= now(). Entered by enqueue, a
+--            retryable fail, lease recovery (background worker) and retry_now.
+-- running:   held by one worker under lease_token until lease_until. Entered
+--            only by claim; left by complete, fail, cancel or lease recovery.
+-- completed: terminal; entered only by complete with the current lease token.
+-- failed:    terminal; fail with no attempts left (or not retryable), or a
+--            lease that expired on the last attempt. Left only by retry_now.
+-- canceled:  terminal; entered by cancel. Left only by retry_now.
+CREATE TYPE jobs.job_state AS ENUM ('queued', 'running', 'completed', 'failed', 'canceled');
+
+CREATE TABLE jobs.schedule (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name         text NOT NULL UNIQUE,
+    cron         text NOT NULL,
+    timezone     text NOT NULL DEFAULT 'UTC',
+    job_type     text NOT NULL,
+    payload      jsonb NOT NULL DEFAULT '{}',
+    queue        text NOT NULL DEFAULT 'default',
+    priority     int NOT NULL DEFAULT 0,
+    -- NULL: jobs.default_max_attempts when the schedule fires
+    max_attempts int,
+    enabled      boolean NOT NULL DEFAULT true,
+    next_run_at  timestamptz,
+    last_run_at  timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT schedule_name_valid CHECK (pg_catalog.length(name) BETWEEN 1 AND 128),
+    CONSTRAINT schedule_job_type_valid CHECK (pg_catalog.length(job_type) BETWEEN 1 AND 128),
+    CONSTRAINT schedule_queue_valid CHECK (pg_catalog.length(queue) BETWEEN 1 AND 128),
+    CONSTRAINT schedule_max_attempts_valid CHECK (max_attempts >= 1),
+    CONSTRAINT schedule_enabled_has_next_run CHECK (NOT enabled OR next_run_at IS NOT NULL)
+);
+
+CREATE TABLE jobs.job (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue           text NOT NULL,
+    job_type        text NOT NULL,
+    payload         jsonb NOT NULL,
+    state           jobs.job_state NOT NULL DEFAULT 'queued',
+    priority        int NOT NULL DEFAULT 0,
+    run_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    attempts        int NOT NULL DEFAULT 0,
+    max_attempts    int NOT NULL,
+    lease_token     uuid,
+    lease_until     timestamptz,
+    worker_id       text,
+    last_error      text,
+    result          jsonb,
+    idempotency_key text,
+    schedule_id     bigint REFERENCES jobs.schedule (id) ON DELETE SET NULL,
+    -- the cron occurrence a scheduled job was enqueued for
+    scheduled_for   timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- when the current (or last) attempt was claimed; copied into jobs.job_run
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    CONSTRAINT job_queue_valid CHECK (pg_catalog.length(queue) BETWEEN 1 AND 128),
+    CONSTRAINT job_type_valid CHECK (pg_catalog.length(job_type) BETWEEN 1 AND 128),
+    CONSTRAINT job_attempts_valid CHECK (attempts >= 0 AND attempts <= max_attempts),
+    CONSTRAINT job_max_attempts_valid CHECK (max_attempts >= 1),
+    CONSTRAINT job_finished_iff_terminal
+        CHECK ((finished_at IS NOT NULL) = (state IN ('completed', 'failed', 'canceled'))),
+    CONSTRAINT job_lease_iff_running
+        CHECK ((lease_token IS NOT NULL) = (state = 'running')
+           AND (lease_until IS NOT NULL) = (state = 'running')),
+    CONSTRAINT job_running_is_attempt
+        CHECK (state <> 'running' OR (attempts >= 1 AND started_at IS NOT NULL AND worker_id IS NOT NULL))
+);
+
+-- The claim path: due queued jobs of one queue in claim order.
+CREATE INDEX job_claim_idx ON jobs.job (queue, priority, run_at, id) WHERE state = 'queued';
+-- Lease recovery: running jobs by expiry.
+CREATE INDEX job_lease_idx ON jobs.job (lease_until) WHERE state = 'running';
+-- Pruning: finished jobs by age.
+CREATE INDEX job_finished_idx ON jobs.job (finished_at) WHERE finished_at IS NOT NULL;
+-- Idempotent enqueue: ON CONFLICT on this index makes it race-free.
+CREATE UNIQUE INDEX job_idempotency_key_idx ON jobs.job (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- A schedule occurrence can never produce two jobs.
+CREATE UNIQUE INDEX job_schedule_occurrence_idx ON jobs.job (schedule_id, scheduled_for)
+    WHERE schedule_id IS NOT NULL;
+
+-- One row per finished attempt, written in the transaction that finished it.
+-- No foreign key to jobs.job: it would cost a lookup and a row lock on every
+-- finish; pruning deletes a job's history with the job.
+CREATE TABLE jobs.job_run (
+    job_id      bigint NOT NULL,
+    id          bigint GENERATED ALWAYS AS IDENTITY,
+    attempt     int NOT NULL,
+    worker_id   text,
+    outcome     text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    error       text,
+    -- job_id first: the history of one job is one index range.
+    PRIMARY KEY (job_id, id),
+    CONSTRAINT job_run_outcome_valid
+        CHECK (outcome IN ('completed', 'failed', 'lease_expired', 'canceled'))
+);

@@ -1,0 +1,35 @@
+//! `jobs`: a durable job queue and cron scheduler inside PostgreSQL.
+//! The queue API is hand-written SQL in `sql/`; Rust owns the settings.
+
+use pgrx::prelude::*;
+
+mod backoff;
+mod guc;
+
+pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema"]);
+extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
+extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
+extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
+extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["schema"]);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::define_session_gucs();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Called by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,524 @@
+//! In-database tests of the SQL API: every transition and every error of the
+//! contract, each in a transaction that `cargo pgrx test` rolls back.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn run(sql: &str) {
+        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn one<T: FromDatum + IntoDatum>(sql: &str) -> T {
+        Spi::get_one::<T>(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: returned NULL"))
+    }
+
+    fn check(sql: &str) {
+        assert!(one::<bool>(sql), "expected true: {sql}");
+    }
+
+    /// Runs `sql` in a subtransaction and returns "SQLSTATE: message" of the
+    /// error it raised; panics if it raised none.
+    fn error_of(sql: &str) -> String {
+        // Created once per transaction, by whichever role runs first.
+        if one::<bool>("SELECT to_regprocedure('pg_temp.error_of(text)') IS NULL") {
+            run("CREATE FUNCTION pg_temp.error_of(statement text) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 EXECUTE statement;
+                 RETURN NULL;
+             EXCEPTION WHEN OTHERS THEN
+                 RETURN SQLSTATE || ': ' || SQLERRM;
+             END $$");
+        }
+        Spi::get_one_with_args::<String>("SELECT pg_temp.error_of($1)", &[sql.into()])
+            .unwrap()
+            .unwrap_or_else(|| panic!("expected an error from: {sql}"))
+    }
+
+    fn assert_error(sql: &str, sqlstate: &str, message: &str) {
+        let got = error_of(sql);
+        assert_eq!(got, format!("{sqlstate}: {message}"), "{sql}");
+    }
+
+    /// Enqueues one job in `queue` and claims it; returns (id, lease_token).
+    fn claimed(queue: &str, max_attempts: i32) -> (i64, String) {
+        run(&format!("SELECT jobs.enqueue('t', queue => '{queue}', max_attempts => {max_attempts})"));
+        let id = one::<i64>(&format!("SELECT id FROM jobs.claim('w1', '{queue}')"));
+        let token = one::<String>(&format!("SELECT lease_token::text FROM jobs.job WHERE id = {id}"));
+        (id, token)
+    }
+
+    #[pg_test]
+    fn enqueue_uses_contract_defaults() {
+        run("SELECT jobs.enqueue('email')");
+        check(
+            "SELECT state = 'queued' AND queue = 'default' AND payload = '{}' AND priority = 0
+                    AND attempts = 0 AND max_attempts = 3 AND run_at <= now()
+                    AND lease_token IS NULL AND finished_at IS NULL
+             FROM jobs.job WHERE job_type = 'email'",
+        );
+    }
+
+    #[pg_test]
+    fn enqueue_accepts_named_arguments_and_settings() {
+        run("SET LOCAL jobs.default_max_attempts = 7");
+        let id = one::<i64>(
+            "SELECT id FROM jobs.enqueue('email', queue => 'mail', priority => -5,
+                                         payload => '{\"to\": \"a@b\"}')",
+        );
+        check(&format!(
+            "SELECT queue = 'mail' AND priority = -5 AND max_attempts = 7 AND payload->>'to' = 'a@b'
+             FROM jobs.job WHERE id = {id}"
+        ));
+    }
+
+    #[pg_test]
+    fn enqueue_with_future_run_at_is_not_claimable() {
+        run("SELECT jobs.enqueue('later', run_at => now() + interval '1 hour')");
+        check("SELECT count(*) = 0 FROM jobs.claim('w1')");
+    }
+
+    #[pg_test]
+    fn enqueue_with_idempotency_key_returns_existing_job_unchanged() {
+        let first = one::<i64>("SELECT id FROM jobs.enqueue('t', '{\"n\": 1}', idempotency_key => 'k1')");
+        let second = one::<i64>("SELECT id FROM jobs.enqueue('t', '{\"n\": 2}', idempotency_key => 'k1')");
+        assert_eq!(first, second);
+        check("SELECT count(*) = 1 AND min(payload->>'n') = '1' FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn enqueue_round_trips_hostile_text_as_data() {
+        let id = one::<i64>(
+            "SELECT id FROM jobs.enqueue(E'x''); DROP TABLE jobs.job; --', jsonb_build_object('s', E'\\u00e9\\u2603 '' \" ;'),
+                                         queue => E'q''\"; \\u65e5\\u672c', idempotency_key => E'\\\\'';')",
+        );
+        check(&format!(
+            "SELECT job_type = E'x''); DROP TABLE jobs.job; --' AND payload->>'s' = E'\\u00e9\\u2603 '' \" ;'
+                    AND queue = E'q''\"; \\u65e5\\u672c' FROM jobs.job WHERE id = {id}"
+        ));
+    }
+
+    #[pg_test]
+    fn enqueue_accepts_names_of_exactly_128_characters() {
+        run("SELECT jobs.enqueue(repeat('t', 128), queue => repeat('q', 128))");
+        check("SELECT count(*) = 1 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn enqueue_rejects_bad_input() {
+        assert_error("SELECT jobs.enqueue('')", "22023", "job_type must not be empty");
+        assert_error("SELECT jobs.enqueue(NULL)", "22023", "job_type must not be null");
+        assert_error("SELECT jobs.enqueue('t', queue => '')", "22023", "queue must not be empty");
+        assert_error("SELECT jobs.enqueue('t', queue => NULL)", "22023", "queue must not be null");
+        assert_error(
+            "SELECT jobs.enqueue('t', queue => repeat('q', 129))",
+            "22023",
+            &format!("queue \"{}...\" is longer than 128 characters", "q".repeat(64)),
+        );
+        assert_error("SELECT jobs.enqueue(repeat('é', 129))", "22023", &format!(
+            "job_type \"{}...\" is longer than 128 characters",
+            "é".repeat(64)
+        ));
+        assert_error(
+            "SELECT jobs.enqueue('t', max_attempts => 0)",
+            "22023",
+            "max_attempts must be at least 1, not 0",
+        );
+        assert_error("SELECT jobs.enqueue('t', payload => NULL)", "22023", "payload must not be null");
+        assert_error("SELECT jobs.enqueue('t', priority => NULL)", "22023", "priority must not be null");
+        check("SELECT count(*) = 0 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn enqueue_batch_inserts_one_job_per_payload_in_order() {
+        let ids = one::<Vec<i64>>(
+            "SELECT array_agg(id) FROM jobs.enqueue_batch('t', ARRAY['{\"n\":1}', '{\"n\":2}', '{\"n\":3}']::jsonb[],
+                                                          queue => 'b', priority => 2)",
+        );
+        assert_eq!(ids.len(), 3);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids ascend: {ids:?}");
+        check(
+            "SELECT array_agg(payload->>'n' ORDER BY id) = ARRAY['1','2','3']
+                    AND bool_and(queue = 'b' AND priority = 2 AND state = 'queued')
+             FROM jobs.job",
+        );
+        check("SELECT count(*) = 0 FROM jobs.enqueue_batch('t', ARRAY[]::jsonb[])");
+    }
+
+    #[pg_test]
+    fn enqueue_batch_rejects_bad_input() {
+        assert_error(
+            "SELECT jobs.enqueue_batch('t', ARRAY['{}', NULL]::jsonb[])",
+            "22023",
+            "payloads must not contain null (element 2 is null)",
+        );
+        assert_error("SELECT jobs.enqueue_batch('t', NULL)", "22023", "payloads must not be null");
+        assert_error("SELECT jobs.enqueue_batch('', ARRAY['{}']::jsonb[])", "22023", "job_type must not be empty");
+        assert_error(
+            "SELECT jobs.enqueue_batch('t', ARRAY['{}']::jsonb[], max_attempts => -1)",
+            "22023",
+            "max_attempts must be at least 1, not -1",
+        );
+        check("SELECT count(*) = 0 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn claim_orders_by_priority_then_run_at_then_id() {
+        run("SELECT jobs.enqueue('t', '{\"n\":\"late\"}', run_at => now() - interval '1 minute')");
+        run("SELECT jobs.enqueue('t', '{\"n\":\"early\"}', run_at => now() - interval '2 minutes')");
+        run("SELECT jobs.enqueue('t', '{\"n\":\"urgent\"}', priority => -1)");
+        run("SELECT jobs.enqueue('t', '{\"n\":\"tie-1\"}', run_at => now() - interval '3 minutes', priority => 5)");
+        run("SELECT jobs.enqueue('t', '{\"n\":\"tie-2\"}', run_at => now() - interval '3 minutes', priority => 5)");
+        check(
+            "SELECT array_agg(payload->>'n') = ARRAY['urgent', 'early', 'late', 'tie-1', 'tie-2']
+             FROM jobs.claim('w1', max_jobs => 10)",
+        );
+    }
+
+    #[pg_test]
+    fn claim_starts_an_attempt_with_a_fresh_lease() {
+        run("SELECT jobs.enqueue('t')");
+        check(
+            "SELECT state = 'running' AND attempts = 1 AND worker_id = 'w1' AND lease_token IS NOT NULL
+                    AND lease_until = now() + interval '5 minutes' AND started_at = now()
+             FROM jobs.claim('w1')",
+        );
+        run("SET LOCAL jobs.default_lease = '30s'");
+        run("SELECT jobs.enqueue('t')");
+        check("SELECT lease_until = now() + interval '30 seconds' FROM jobs.claim('w1')");
+        run("SELECT jobs.enqueue('t')");
+        check("SELECT lease_until = now() + interval '2 hours' FROM jobs.claim('w1', lease => '2 hours')");
+    }
+
+    #[pg_test]
+    fn claim_takes_only_its_queue_its_types_and_at_most_max_jobs() {
+        run("SELECT jobs.enqueue_batch('a', array_fill('{}'::jsonb, ARRAY[5]), queue => 'q1')");
+        run("SELECT jobs.enqueue('b', queue => 'q1')");
+        run("SELECT jobs.enqueue('a', queue => 'q2')");
+        check("SELECT count(*) = 3 FROM jobs.claim('w1', 'q1', max_jobs => 3, job_types => ARRAY['a'])");
+        check("SELECT count(*) = 2 FROM jobs.claim('w1', 'q1', max_jobs => 10, job_types => ARRAY['a'])");
+        check("SELECT count(*) = 1 AND min(job_type) = 'b' FROM jobs.claim('w1', 'q1', max_jobs => 10)");
+        check("SELECT count(*) = 0 FROM jobs.claim('w1', 'q1', max_jobs => 10)");
+        check("SELECT count(*) = 1 FROM jobs.job WHERE queue = 'q2' AND state = 'queued'");
+    }
+
+    #[pg_test]
+    fn claim_rejects_bad_input() {
+        assert_error("SELECT jobs.claim('w1', max_jobs => 0)", "22023", "max_jobs must be at least 1, not 0");
+        assert_error("SELECT jobs.claim('w1', max_jobs => NULL)", "22023", "max_jobs must be at least 1, not null");
+        assert_error("SELECT jobs.claim('w1', lease => '0')", "22023", "lease must be positive, not \"00:00:00\"");
+        assert_error("SELECT jobs.claim('w1', lease => '-1 s')", "22023", "lease must be positive, not \"-00:00:01\"");
+        assert_error(
+            "SELECT jobs.claim('w1', lease => '1000 years')",
+            "22023",
+            "lease \"1000 years\" is longer than 100 years",
+        );
+        assert_error("SELECT jobs.claim(NULL)", "22023", "worker_id must not be null");
+        assert_error("SELECT jobs.claim('w1', '')", "22023", "queue must not be empty");
+    }
+
+    #[pg_test]
+    fn extend_lease_moves_lease_until_for_the_current_token_only() {
+        let (id, token) = claimed("q", 3);
+        check(&format!(
+            "SELECT jobs.extend_lease({id}, '{token}', interval '1 hour') = now() + interval '1 hour'"
+        ));
+        check(&format!("SELECT lease_until = now() + interval '1 hour' FROM jobs.job WHERE id = {id}"));
+        check(&format!("SELECT jobs.extend_lease({id}, '{token}') = now() + interval '5 minutes'"));
+        assert_error(
+            &format!("SELECT jobs.extend_lease({id}, gen_random_uuid())"),
+            "55000",
+            &format!("lease token does not match the current lease of job {id}"),
+        );
+        assert_error(
+            "SELECT jobs.extend_lease(-1, gen_random_uuid())",
+            "P0002",
+            "job -1 does not exist",
+        );
+        assert_error(&format!("SELECT jobs.extend_lease({id}, NULL)"), "22023", "lease_token must not be null");
+        assert_error(
+            &format!("SELECT jobs.extend_lease({id}, '{token}', interval '0')"),
+            "22023",
+            "lease must be positive, not \"00:00:00\"",
+        );
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        assert_error(
+            &format!("SELECT jobs.extend_lease({id}, '{token}')"),
+            "55000",
+            &format!("job {id} is completed, not running"),
+        );
+    }
+
+    #[pg_test]
+    fn complete_finishes_once_and_records_the_attempt() {
+        let (id, token) = claimed("q", 3);
+        check(&format!(
+            "SELECT state = 'completed' AND result = '{{\"ok\": true}}' AND finished_at = now()
+                    AND lease_token IS NULL AND lease_until IS NULL AND worker_id = 'w1'
+             FROM jobs.complete({id}, '{token}', '{{\"ok\": true}}')"
+        ));
+        check(&format!(
+            "SELECT count(*) = 1 AND bool_and(outcome = 'completed' AND attempt = 1 AND worker_id = 'w1'
+                                              AND started_at = now() AND finished_at = now() AND error IS NULL)
+             FROM jobs.job_run WHERE job_id = {id}"
+        ));
+        assert_error(
+            &format!("SELECT jobs.complete({id}, '{token}')"),
+            "55000",
+            &format!("job {id} is completed, not running"),
+        );
+        check(&format!("SELECT count(*) = 1 FROM jobs.job_run WHERE job_id = {id}"));
+    }
+
+    #[pg_test]
+    fn complete_rejects_stale_or_missing_leases() {
+        let (id, _token) = claimed("q", 3);
+        assert_error(
+            &format!("SELECT jobs.complete({id}, gen_random_uuid())"),
+            "55000",
+            &format!("lease token does not match the current lease of job {id}"),
+        );
+        assert_error("SELECT jobs.complete(987654, gen_random_uuid())", "P0002", "job 987654 does not exist");
+        assert_error("SELECT jobs.complete(NULL, gen_random_uuid())", "22023", "job_id must not be null");
+        assert_error(&format!("SELECT jobs.complete({id}, NULL)"), "22023", "lease_token must not be null");
+        check(&format!("SELECT state = 'running' FROM jobs.job WHERE id = {id}"));
+        check("SELECT count(*) = 0 FROM jobs.job_run");
+    }
+
+    #[pg_test]
+    fn fail_with_attempts_left_queues_the_job_again() {
+        let (id, token) = claimed("q", 3);
+        check(&format!(
+            "SELECT state = 'queued' AND run_at = now() + interval '90 seconds' AND last_error = 'boom'
+                    AND lease_token IS NULL AND finished_at IS NULL AND attempts = 1
+             FROM jobs.fail({id}, '{token}', 'boom', retry_in => interval '90 seconds')"
+        ));
+        check(&format!(
+            "SELECT count(*) = 1 AND bool_and(outcome = 'failed' AND error = 'boom' AND attempt = 1)
+             FROM jobs.job_run WHERE job_id = {id}"
+        ));
+        assert_error(
+            &format!("SELECT jobs.fail({id}, '{token}', 'again')"),
+            "55000",
+            &format!("job {id} is queued, not running"),
+        );
+    }
+
+    #[pg_test]
+    fn fail_without_retry_in_backs_off_exponentially_with_jitter() {
+        let (id, token) = claimed("q", 5);
+        // Attempt 1: nominal 10 s, jitter takes off up to half.
+        check(&format!(
+            "SELECT run_at BETWEEN now() + interval '5 seconds' AND now() + interval '10 seconds'
+             FROM jobs.fail({id}, '{token}', 'e1')"
+        ));
+        run(&format!("UPDATE jobs.job SET run_at = now() WHERE id = {id}"));
+        let token = one::<String>("SELECT lease_token::text FROM jobs.claim('w1', 'q')");
+        check(&format!(
+            "SELECT run_at BETWEEN now() + interval '10 seconds' AND now() + interval '20 seconds'
+             FROM jobs.fail({id}, '{token}', 'e2')"
+        ));
+        run("SET LOCAL jobs.backoff_base = '1h'");
+        run("SET LOCAL jobs.backoff_max = '2h'");
+        run(&format!("UPDATE jobs.job SET run_at = now() WHERE id = {id}"));
+        let token = one::<String>("SELECT lease_token::text FROM jobs.claim('w1', 'q')");
+        check(&format!(
+            "SELECT run_at BETWEEN now() + interval '1 hour' AND now() + interval '2 hours'
+             FROM jobs.fail({id}, '{token}', 'e3')"
+        ));
+    }
+
+    #[pg_test]
+    fn fail_on_last_attempt_or_not_retryable_fails_for_good() {
+        let (id, token) = claimed("q", 1);
+        check(&format!(
+            "SELECT state = 'failed' AND finished_at = now() AND last_error = 'last'
+             FROM jobs.fail({id}, '{token}', 'last')"
+        ));
+        let (id, token) = claimed("q", 3);
+        check(&format!(
+            "SELECT state = 'failed' AND attempts = 1
+             FROM jobs.fail({id}, '{token}', 'fatal', retryable => false)"
+        ));
+        check(&format!(
+            "SELECT count(*) = 1 AND bool_and(outcome = 'failed' AND error = 'fatal') FROM jobs.job_run WHERE job_id = {id}"
+        ));
+    }
+
+    #[pg_test]
+    fn fail_rejects_bad_input() {
+        let (id, token) = claimed("q", 3);
+        assert_error(&format!("SELECT jobs.fail({id}, '{token}', NULL)"), "22023", "error must not be null");
+        assert_error(
+            &format!("SELECT jobs.fail({id}, '{token}', 'e', retryable => NULL)"),
+            "22023",
+            "retryable must not be null",
+        );
+        assert_error(
+            &format!("SELECT jobs.fail({id}, '{token}', 'e', retry_in => '-1 minute')"),
+            "22023",
+            "retry_in must not be negative, not \"-00:01:00\"",
+        );
+        assert_error(
+            &format!("SELECT jobs.fail({id}, gen_random_uuid(), 'e')"),
+            "55000",
+            &format!("lease token does not match the current lease of job {id}"),
+        );
+        assert_error("SELECT jobs.fail(424242, gen_random_uuid(), 'e')", "P0002", "job 424242 does not exist");
+        check(&format!("SELECT state = 'running' AND last_error IS NULL FROM jobs.job WHERE id = {id}"));
+    }
+
+    #[pg_test]
+    fn cancel_queued_job_writes_no_history() {
+        let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
+        check(&format!("SELECT state = 'canceled' AND finished_at = now() FROM jobs.cancel({id})"));
+        check("SELECT count(*) = 0 FROM jobs.job_run");
+        assert_error(&format!("SELECT jobs.cancel({id})"), "55000", &format!(
+            "job {id} is canceled, not queued or running"
+        ));
+    }
+
+    #[pg_test]
+    fn cancel_running_job_revokes_its_lease() {
+        let (id, token) = claimed("q", 3);
+        check(&format!(
+            "SELECT state = 'canceled' AND lease_token IS NULL AND lease_until IS NULL FROM jobs.cancel({id})"
+        ));
+        check(&format!(
+            "SELECT count(*) = 1 AND bool_and(outcome = 'canceled' AND attempt = 1) FROM jobs.job_run WHERE job_id = {id}"
+        ));
+        assert_error(
+            &format!("SELECT jobs.complete({id}, '{token}')"),
+            "55000",
+            &format!("job {id} is canceled, not running"),
+        );
+        assert_error(
+            &format!("SELECT jobs.extend_lease({id}, '{token}')"),
+            "55000",
+            &format!("job {id} is canceled, not running"),
+        );
+    }
+
+    #[pg_test]
+    fn cancel_rejects_finished_and_unknown_jobs() {
+        let (id, token) = claimed("q", 3);
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        assert_error(&format!("SELECT jobs.cancel({id})"), "55000", &format!(
+            "job {id} is completed, not queued or running"
+        ));
+        assert_error("SELECT jobs.cancel(31337)", "P0002", "job 31337 does not exist");
+        assert_error("SELECT jobs.cancel(NULL)", "22023", "job_id must not be null");
+    }
+
+    #[pg_test]
+    fn retry_now_requeues_failed_and_canceled_jobs_with_attempts_reset() {
+        let (id, token) = claimed("q", 1);
+        run(&format!("SELECT jobs.fail({id}, '{token}', 'boom')"));
+        check(&format!(
+            "SELECT state = 'queued' AND attempts = 0 AND run_at = now() AND finished_at IS NULL
+             FROM jobs.retry_now({id})"
+        ));
+        let token = one::<String>("SELECT lease_token::text FROM jobs.claim('w1', 'q')");
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        check(&format!(
+            "SELECT array_agg(outcome ORDER BY id) = ARRAY['failed', 'completed'] FROM jobs.job_run WHERE job_id = {id}"
+        ));
+
+        let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
+        run(&format!("SELECT jobs.cancel({id})"));
+        check(&format!("SELECT state = 'queued' FROM jobs.retry_now({id})"));
+    }
+
+    #[pg_test]
+    fn retry_now_makes_a_scheduled_job_due() {
+        let id = one::<i64>("SELECT id FROM jobs.enqueue('t', run_at => now() + interval '1 day')");
+        check(&format!("SELECT state = 'queued' AND run_at = now() FROM jobs.retry_now({id})"));
+        check(&format!("SELECT array_agg(id) = ARRAY[{id}::bigint] FROM jobs.claim('w1')"));
+    }
+
+    #[pg_test]
+    fn retry_now_rejects_running_completed_and_unknown_jobs() {
+        let (id, token) = claimed("q", 3);
+        assert_error(&format!("SELECT jobs.retry_now({id})"), "55000", &format!(
+            "job {id} is running, not failed, canceled or queued"
+        ));
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        assert_error(&format!("SELECT jobs.retry_now({id})"), "55000", &format!(
+            "job {id} is completed, not failed, canceled or queued"
+        ));
+        assert_error("SELECT jobs.retry_now(99999)", "P0002", "job 99999 does not exist");
+    }
+
+    #[pg_test]
+    fn stats_counts_each_state_per_queue() {
+        let (id, token) = claimed("a", 3);
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        run("SELECT jobs.enqueue('t', queue => 'a', run_at => now() - interval '1 minute')");
+        run("SELECT jobs.enqueue('t', queue => 'a', run_at => now() + interval '1 minute')");
+        let (id, _) = claimed("b", 3);
+        run(&format!("SELECT jobs.cancel({id})"));
+        let (id, token) = claimed("b", 1);
+        run(&format!("SELECT jobs.fail({id}, '{token}', 'x')"));
+        run("SELECT jobs.enqueue('t', queue => 'b')");
+        check("SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'a'
+                 AND (queued, running, completed, failed, canceled) = (2, 0, 1, 0, 0)
+                 AND oldest_queued_age = interval '1 minute'");
+        check("SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'b'
+                 AND (queued, running, completed, failed, canceled) = (1, 0, 0, 1, 1)
+                 AND oldest_queued_age >= interval '0'");
+        check("SELECT count(*) = 2 FROM jobs.stats()");
+        check("SELECT count(*) = 1 FROM jobs.stats('b')");
+        check("SELECT (queued, running, completed, failed, canceled) = (0, 0, 0, 0, 0)
+                      AND oldest_queued_age IS NULL
+               FROM jobs.stats('empty')");
+    }
+
+    #[pg_test]
+    fn constraints_refuse_an_impossible_state() {
+        let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
+        let err = error_of(&format!("UPDATE jobs.job SET state = 'completed' WHERE id = {id}"));
+        assert!(err.starts_with("23514:"), "{err}");
+        let err = error_of(&format!("UPDATE jobs.job SET state = 'running' WHERE id = {id}"));
+        assert!(err.starts_with("23514:"), "{err}");
+    }
+
+    #[pg_test]
+    fn public_has_no_access_until_granted() {
+        run("CREATE ROLE jobs_test_producer");
+        run("SET LOCAL ROLE jobs_test_producer");
+        assert_error("SELECT jobs.enqueue('t')", "42501", "permission denied for schema jobs");
+        run("RESET ROLE");
+        run("GRANT USAGE ON SCHEMA jobs TO jobs_test_producer");
+        run("SET LOCAL ROLE jobs_test_producer");
+        assert_error("SELECT jobs.enqueue('t')", "42501", "permission denied for function enqueue");
+        assert_error("SELECT count(*) FROM jobs.job", "42501", "permission denied for table job");
+        run("RESET ROLE");
+        run("GRANT EXECUTE ON FUNCTION jobs.enqueue TO jobs_test_producer");
+        run("SET LOCAL ROLE jobs_test_producer");
+        run("SELECT jobs.enqueue('t')");
+        assert_error("SELECT jobs.claim('w')", "42501", "permission denied for function claim");
+        assert_error("DELETE FROM jobs.job", "42501", "permission denied for table job");
+        run("RESET ROLE");
+        check("SELECT count(*) = 1 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn callers_search_path_cannot_hijack_the_api() {
+        run("CREATE FUNCTION public.always_equal(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true'");
+        run("CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.always_equal)");
+        run("CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT '2000-01-01'::timestamptz$$");
+        run("CREATE FUNCTION public.gen_random_uuid() RETURNS uuid LANGUAGE sql AS $$SELECT '00000000-0000-0000-0000-000000000000'::uuid$$");
+        run("SET LOCAL search_path = public, pg_catalog");
+        run("SELECT jobs.enqueue('t', queue => 'other')");
+        run("SELECT jobs.enqueue('t', queue => 'mine')");
+        check(
+            "SELECT count(*) = 1 AND bool_and(queue OPERATOR(pg_catalog.=) 'mine')
+                    AND bool_and(lease_token <> '00000000-0000-0000-0000-000000000000')
+                    AND bool_and(started_at > '2001-01-01')
+             FROM jobs.claim('w', 'mine', max_jobs => 10)",
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Black-box tests over real connections to a running cluster with `jobs`
+//! installed: concurrency, locking, fencing and notifications.
+//! `pg_test/test.sh` starts the cluster and sets JOBS_TEST_DSN.
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn connect() -> Client {
+    let dsn = std::env::var("JOBS_TEST_DSN")
+        .expect("JOBS_TEST_DSN must name the test cluster; pg_test/test.sh sets it");
+    Client::connect(&dsn, NoTls).unwrap_or_else(|e| panic!("connect to {dsn}: {e}"))
+}
+
+/// A queue name no other test (or earlier run) uses.
+fn fresh_queue(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{test}-{}-{nanos}", std::process::id())
+}
+
+fn enqueue_many(client: &mut Client, queue: &str, count: usize) {
+    for start in (0..count).step_by(1000) {
+        let n = (count - start).min(1000) as i32;
+        client
+            .execute(
+                "SELECT jobs.enqueue_batch('noop', array_agg(jsonb_build_object('n', g)), queue => $1)
+                 FROM generate_series($2::int, $2::int + $3::int - 1) g",
+                &[&queue, &(start as i32), &n],
+            )
+            .unwrap();
+    }
+}
+
+/// 8 workers claim `max_jobs` at a time and complete each job; returns how
+/// many times each job id was completed by a worker, and the drain rate.
+fn drain(queue: &str, workers: usize, max_jobs: i32) -> (HashMap<i64, u32>, f64) {
+    let completions = Arc::new(Mutex::new(HashMap::<i64, u32>::new()));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let queue = queue.to_string();
+            let completions = Arc::clone(&completions);
+            thread::spawn(move || {
+                let mut client = connect();
+                let worker = format!("worker-{w}");
+                loop {
+                    let rows = client
+                        .query(
+                            "SELECT id, lease_token::text FROM jobs.claim($1, $2, max_jobs => $3)",
+                            &[&worker, &queue, &max_jobs],
+                        )
+                        .unwrap();
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for row in rows {
+                        let id: i64 = row.get(0);
+                        let token: String = row.get(1);
+                        client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]).unwrap();
+                        *completions.lock().unwrap().entry(id).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker thread panicked");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let completions = Arc::try_unwrap(completions).unwrap().into_inner().unwrap();
+    let rate = completions.values().sum::<u32>() as f64 / elapsed;
+    (completions, rate)
+}
+
+fn assert_drained_exactly_once(queue: &str, jobs: usize, completions: &HashMap<i64, u32>) {
+    assert_eq!(completions.len(), jobs, "every job was completed by some worker");
+    assert!(completions.values().all(|&n| n == 1), "no job was completed twice");
+    let mut client = connect();
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'completed'),
+                    count(*) FILTER (WHERE state <> 'completed'),
+                    (SELECT count(*) FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id
+                      WHERE j.queue = $1 AND r.outcome = 'completed'),
+                    (SELECT count(*) FROM (SELECT r.job_id FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id
+                      WHERE j.queue = $1 GROUP BY r.job_id HAVING count(*) > 1) dup)
+             FROM jobs.job WHERE queue = $1",
+            &[&queue],
+        )
+        .unwrap();
+    let (completed, left, runs, duplicated): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(completed, jobs as i64);
+    assert_eq!(left, 0, "nothing left behind");
+    assert_eq!(runs, jobs as i64, "one completed history row per job");
+    assert_eq!(duplicated, 0);
+}
+
+fn drain_test(max_jobs: i32) {
+    const JOBS: usize = 5_000;
+    let queue = fresh_queue(&format!("drain{max_jobs}"));
+    enqueue_many(&mut connect(), &queue, JOBS);
+    let (completions, rate) = drain(&queue, 8, max_jobs);
+    println!("drain of {JOBS} jobs by 8 workers, max_jobs {max_jobs}: {rate:.0} jobs/s");
+    assert_drained_exactly_once(&queue, JOBS, &completions);
+}
+
+#[test]
+fn eight_workers_drain_5000_jobs_exactly_once_one_at_a_time() {
+    drain_test(1);
+}
+
+#[test]
+fn eight_workers_drain_5000_jobs_exactly_once_ten_at_a_time() {
+    drain_test(10);
+}
+
+#[test]
+fn claim_skips_rows_another_transaction_holds_without_waiting() {
+    let queue = fresh_queue("skiplocked");
+    enqueue_many(&mut connect(), &queue, 10);
+
+    let mut holder = connect();
+    let mut tx = holder.transaction().unwrap();
+    let held: Vec<i64> = tx
+        .query("SELECT id FROM jobs.claim('holder', $1, max_jobs => 5)", &[&queue])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(held.len(), 5);
+
+    let mut other = connect();
+    // A claim that waited on the holder's locks would hit this timeout.
+    other.batch_execute("SET statement_timeout = '5s'").unwrap();
+    let started = Instant::now();
+    let got: Vec<i64> = other
+        .query("SELECT id FROM jobs.claim('other', $1, max_jobs => 10)", &[&queue])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let waited = started.elapsed();
+    println!("claim beside an uncommitted claim returned in {waited:?}");
+    assert!(waited < Duration::from_secs(5));
+    assert_eq!(got.len(), 5, "the five rows nobody holds");
+    assert!(got.iter().all(|id| !held.contains(id)));
+    tx.rollback().unwrap();
+}
+
+#[test]
+fn stale_worker_cannot_complete_a_canceled_job() {
+    let queue = fresh_queue("stale");
+    let mut worker = connect();
+    let mut admin = connect();
+    worker.execute("SELECT jobs.enqueue('t', queue => $1)", &[&queue]).unwrap();
+    let row = worker
+        .query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue])
+        .unwrap();
+    let (id, token): (i64, String) = (row.get(0), row.get(1));
+    admin.execute("SELECT jobs.cancel($1)", &[&id]).unwrap();
+
+    let err = worker
+        .execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token])
+        .expect_err("a canceled job's old lease must not complete it");
+    assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
+    let err = worker
+        .execute("SELECT jobs.fail($1, $2::text::uuid, 'late')", &[&id, &token])
+        .expect_err("nor fail it");
+    assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
+
+    let row = admin
+        .query_one(
+            "SELECT state::text, (SELECT array_agg(outcome) FROM jobs.job_run WHERE job_id = $1)
+             FROM jobs.job WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "canceled");
+    assert_eq!(row.get::<_, Vec<String>>(1), vec!["canceled".to_string()]);
+}
+
+#[test]
+fn concurrent_enqueuers_with_one_idempotency_key_create_one_job() {
+    const ENQUEUERS: usize = 8;
+    let queue = fresh_queue("idem");
+    let key = format!("key-{queue}");
+    let barrier = Arc::new(Barrier::new(ENQUEUERS));
+    let handles: Vec<_> = (0..ENQUEUERS)
+        .map(|i| {
+            let (queue, key, barrier) = (queue.clone(), key.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut client = connect();
+                let mut tx = client.transaction().unwrap();
+                barrier.wait();
+                let id: i64 = tx
+                    .query_one(
+                        "SELECT id FROM jobs.enqueue('t', jsonb_build_object('by', $3::int), queue => $1,
+                                                     idempotency_key => $2)",
+                        &[&queue, &key, &(i as i32)],
+                    )
+                    .unwrap()
+                    .get(0);
+                // Hold the insert uncommitted so the others meet it mid-flight.
+                thread::sleep(Duration::from_millis(50));
+                tx.commit().unwrap();
+                id
+            })
+        })
+        .collect();
+    let ids: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "all enqueuers got one job: {ids:?}");
+    let count: i64 = connect()
+        .query_one("SELECT count(*) FROM jobs.job WHERE queue = $1", &[&queue])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn enqueue_notifies_listeners_once_per_queue_per_transaction() {
+    let (q1, q2) = (fresh_queue("notify-a"), fresh_queue("notify-b"));
+    let mut listener = connect();
+    listener.batch_execute("LISTEN jobs").unwrap();
+
+    let mut producer = connect();
+    let mut tx = producer.transaction().unwrap();
+    for _ in 0..3 {
+        tx.execute("SELECT jobs.enqueue('t', queue => $1)", &[&q1]).unwrap();
+    }
+    tx.execute("SELECT jobs.enqueue_batch('t', ARRAY['{}', '{}']::jsonb[], queue => $1)", &[&q2]).unwrap();
+    tx.execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '1 hour')", &[&q2]).unwrap();
+    tx.commit().unwrap();
+
+    let mut payloads = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(Duration::from_secs(2));
+    while let Some(n) = fallible_iterator::FallibleIterator::next(&mut iter).unwrap() {
+        assert_eq!(n.channel(), "jobs");
+        if n.payload() == q1 || n.payload() == q2 {
+            payloads.push(n.payload().to_string());
+        }
+    }
+    payloads.sort();
+    assert_eq!(payloads, vec![q1, q2]);
+}
+
+#[test]
+fn delayed_enqueue_does_not_notify() {
+    let queue = fresh_queue("notify-later");
+    let mut listener = connect();
+    listener.batch_execute("LISTEN jobs").unwrap();
+    connect()
+        .execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '1 hour')", &[&queue])
+        .unwrap();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(Duration::from_millis(500));
+    while let Some(n) = fallible_iterator::FallibleIterator::next(&mut iter).unwrap() {
+        assert_ne!(n.payload(), queue, "a job due in an hour is not news yet");
+    }
+}
