@@ -23,7 +23,10 @@ start() {
     bash pg_test/setup.sh
     local profile=()
     [ "${JOBS_BUILD:-debug}" = release ] && profile=(--release)
-    cargo pgrx install "${profile[@]}" --pg-config "$PGBIN/pg_config" >/dev/null
+    if ! cargo pgrx install "${profile[@]}" --pg-config "$PGBIN/pg_config" >/tmp/jobs-install.log 2>&1; then
+        cat /tmp/jobs-install.log >&2
+        exit 1
+    fi
 
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
         rm -rf "$PGDATA"

@@ -22,10 +22,10 @@ SQL
 
 echo "== a worker loop: claim two at a time, do the work, complete or fail"
 while :; do
-    batch=$(sql -At -F ' ' -c "SELECT id, lease_token, job_type, payload->>'flaky', attempts
+    batch=$(sql -At -F '|' -c "SELECT id, lease_token, job_type, payload->>'flaky', attempts
                                FROM jobs.claim('demo-worker', max_jobs => 2, lease => '30 seconds')")
     [ -n "$batch" ] || break
-    while read -r id token job_type flaky attempts; do
+    while IFS='|' read -r id token job_type flaky attempts; do
         if [ "$flaky" = true ] && [ "$attempts" = 1 ]; then
             echo "worker: job $id ($job_type) attempt $attempts failed; retrying at once"
             sql -c "SELECT jobs.fail($id, '$token', 'report server timed out', retry_in => '0')" >/dev/null
