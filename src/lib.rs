@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 mod backoff;
+mod cron;
 mod guc;
 
 pgrx::pg_module_magic!();
