@@ -50,7 +50,9 @@ CREATE TABLE jobs.job (
     last_error      text,
     result          jsonb,
     idempotency_key text,
-    schedule_id     bigint REFERENCES jobs.schedule (id) ON DELETE SET NULL,
+    -- No foreign key: unscheduling must not rewrite a schedule's history of
+    -- jobs, and schedule ids are never reused.
+    schedule_id     bigint,
     -- the cron occurrence a scheduled job was enqueued for
     scheduled_for   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),

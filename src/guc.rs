@@ -2,6 +2,7 @@
 //! the accessors here so that units and defaults live in one place.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// Lease of a claim or extend_lease called without one (seconds).
 pub static DEFAULT_LEASE: GucSetting<i32> = GucSetting::<i32>::new(300);
@@ -55,4 +56,68 @@ pub fn define_session_gucs() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
+}
+
+/// The database the background worker serves (postmaster).
+pub static DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Longest sleep of the background worker between passes (milliseconds).
+pub static MAINTENANCE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1_000);
+/// Age after which finished jobs and their history are deleted (seconds).
+pub static RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+/// Rows one pass of lease recovery or pruning handles at most.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1_000);
+
+/// Settings of the maintenance duties. Reloadable (SIGHUP); defined in every
+/// backend because `jobs.tick()` reads them too.
+pub fn define_maintenance_gucs() {
+    GucRegistry::define_int_guc(
+        c"jobs.maintenance_interval",
+        c"Longest sleep of the background worker between passes.",
+        c"The worker also wakes for the next schedule occurrence or lease expiry, and when a schedule changes.",
+        &MAINTENANCE_INTERVAL,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"jobs.retention",
+        c"Age after which finished jobs (completed, failed, canceled) and their history are deleted.",
+        c"",
+        &RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"jobs.batch_size",
+        c"Most jobs one pass of lease recovery or pruning handles; a full batch is followed by another at once.",
+        c"Bounds how long a pass holds row locks.",
+        &BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// Settings only the postmaster reads; defining them after startup is an
+/// error, so only while the library is being preloaded.
+pub fn define_postmaster_gucs() {
+    GucRegistry::define_string_guc(
+        c"jobs.database_name",
+        c"Database the jobs background worker serves.",
+        c"Other databases can run the same duties with jobs.tick().",
+        &DATABASE_NAME,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+pub fn database_name() -> String {
+    DATABASE_NAME
+        .get()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".to_string())
 }

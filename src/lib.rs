@@ -1,11 +1,15 @@
 //! `jobs`: a durable job queue and cron scheduler inside PostgreSQL.
-//! The queue API is hand-written SQL in `sql/`; Rust owns the settings.
+//! The queue API is hand-written SQL in `sql/`; Rust owns the settings, the
+//! cron engine and the background worker.
 
 use pgrx::prelude::*;
 
 mod backoff;
 mod cron;
+mod error;
 mod guc;
+mod schedule;
+mod worker;
 
 pgrx::pg_module_magic!();
 
@@ -15,11 +19,20 @@ extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"
 extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
 extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["schema"]);
+extension_sql_file!("../sql/schedule.sql", name = "schedule", requires = ["errors", "enqueue"]);
+extension_sql_file!("../sql/maintenance.sql", name = "maintenance", requires = ["errors"]);
+extension_sql_file!("../sql/database_check.sql", name = "database_check", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::define_session_gucs();
+    guc::define_maintenance_gucs();
+    // The worker and postmaster-level settings exist only when preloaded.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        guc::define_postmaster_gucs();
+        worker::register();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

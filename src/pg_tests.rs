@@ -521,4 +521,170 @@ mod tests {
              FROM jobs.claim('w', 'mine', max_jobs => 10)",
         );
     }
+
+    #[pg_test]
+    fn next_run_is_the_cron_engine() {
+        check("SELECT jobs.next_run('*/15 * * * *', 'UTC', '2026-01-01 10:07:00+00') = '2026-01-01 10:15:00+00'");
+        check("SELECT jobs.next_run('30 2 * * *', 'America/New_York', '2026-03-07 12:00:00+00') = '2026-03-08 07:00:00+00'");
+        check("SELECT jobs.next_run('@hourly') > now()");
+        check("SELECT jobs.next_run('0 0 1 1 *', after => '2026-06-01 00:00:00+00') = '2027-01-01 00:00:00+00'");
+        assert_error("SELECT jobs.next_run('0 0 30 2 *')", "22023", "cron expression \"0 0 30 2 *\" never fires");
+        assert_error("SELECT jobs.next_run('* * * * *', 'Nowhere/Town')", "22023", "time zone \"Nowhere/Town\" not recognized");
+        assert_error("SELECT jobs.next_run(NULL)", "22023", "cron must not be null");
+        assert_error("SELECT jobs.next_run('* * * * *', NULL)", "22023", "timezone must not be null");
+        assert_error("SELECT jobs.next_run('* * * * *', 'UTC', 'infinity')", "22023", "after must be a finite timestamp, not infinity");
+        let err = error_of("SELECT jobs.next_run('61 * * * *')");
+        assert!(err.starts_with("22023: invalid cron expression \"61 * * * *\": "), "{err}");
+    }
+
+    #[pg_test]
+    fn schedule_creates_and_replaces_by_name() {
+        check(
+            "SELECT name = 'nightly' AND cron = '0 3 * * *' AND timezone = 'Europe/Paris' AND enabled
+                    AND next_run_at = jobs.next_run('0 3 * * *', 'Europe/Paris', now()) AND queue = 'default'
+             FROM jobs.schedule('nightly', '0 3 * * *', 'report', timezone => 'Europe/Paris')",
+        );
+        let id = one::<i64>("SELECT id FROM jobs.schedule s WHERE s.name = 'nightly'");
+        check(&format!(
+            "SELECT id = {id} AND cron = '*/5 * * * * *' AND queue = 'q' AND priority = 3 AND max_attempts = 2
+                    AND payload = '{{\"a\": 1}}'
+             FROM jobs.schedule('nightly', '*/5 * * * * *', 'report', '{{\"a\": 1}}', queue => 'q',
+                                priority => 3, max_attempts => 2)"
+        ));
+        check("SELECT count(*) = 1 FROM jobs.schedule");
+        check("SELECT NOT enabled AND next_run_at IS NULL FROM jobs.schedule('off', '@daily', 't', enabled => false)");
+    }
+
+    #[pg_test]
+    fn schedule_rejects_bad_input_and_changes_nothing() {
+        assert_error("SELECT jobs.schedule('s', '0 0 30 2 *', 't')", "22023", "cron expression \"0 0 30 2 *\" never fires");
+        assert_error(
+            "SELECT jobs.schedule('s', '* * * * *', 't', timezone => 'Mars/Base')",
+            "22023",
+            "time zone \"Mars/Base\" not recognized",
+        );
+        assert_error("SELECT jobs.schedule('', '* * * * *', 't')", "22023", "name must not be empty");
+        assert_error("SELECT jobs.schedule('s', NULL, 't')", "22023", "cron must not be null");
+        assert_error("SELECT jobs.schedule('s', '* * * * *', '')", "22023", "job_type must not be empty");
+        assert_error(
+            "SELECT jobs.schedule('s', '* * * * *', 't', max_attempts => 0)",
+            "22023",
+            "max_attempts must be at least 1, not 0",
+        );
+        assert_error("SELECT jobs.schedule('s', '* * * * *', 't', enabled => NULL)", "22023", "enabled must not be null");
+        check("SELECT count(*) = 0 FROM jobs.schedule");
+    }
+
+    #[pg_test]
+    fn unschedule_pause_and_resume() {
+        run("SELECT jobs.schedule('s', '*/10 * * * *', 't')");
+        check("SELECT NOT enabled AND next_run_at IS NULL FROM jobs.pause_schedule('s')");
+        check("SELECT enabled AND next_run_at = jobs.next_run('*/10 * * * *', 'UTC', now()) FROM jobs.resume_schedule('s')");
+        check("SELECT jobs.unschedule('s')");
+        check("SELECT NOT jobs.unschedule('s')");
+        assert_error("SELECT jobs.pause_schedule('s')", "P0002", "schedule \"s\" does not exist");
+        assert_error("SELECT jobs.resume_schedule('nope')", "P0002", "schedule \"nope\" does not exist");
+        assert_error("SELECT jobs.unschedule(NULL)", "22023", "name must not be null");
+    }
+
+    fn tick_counts() -> String {
+        one::<String>("SELECT string_agg(task || '=' || count, ' ' ORDER BY task) FROM jobs.tick()")
+    }
+
+    #[pg_test]
+    fn tick_reports_every_duty_even_when_idle() {
+        assert_eq!(
+            tick_counts(),
+            "due_jobs_notified=0 jobs_pruned=0 leases_recovered=0 schedules_fired=0"
+        );
+    }
+
+    #[pg_test]
+    fn tick_fires_a_due_schedule_once_and_advances_it() {
+        run("SELECT jobs.schedule('s', '*/10 * * * *', 'report', '{\"k\": 1}', queue => 'cron', priority => 4)");
+        run("UPDATE jobs.schedule SET next_run_at = date_trunc('minute', now()) - interval '1 hour'");
+        assert!(tick_counts().contains("schedules_fired=1"));
+        check(
+            "SELECT count(*) = 1 AND bool_and(j.schedule_id = s.id AND j.scheduled_for = s.last_run_at
+                                              AND j.job_type = 'report' AND j.queue = 'cron' AND j.priority = 4
+                                              AND j.payload = '{\"k\": 1}' AND j.state = 'queued')
+             FROM jobs.job j, jobs.schedule s",
+        );
+        // Missed occurrences collapse into one; the schedule continues from now.
+        check("SELECT next_run_at = jobs.next_run(cron, timezone, now()) AND last_run_at < now() FROM jobs.schedule");
+        assert!(tick_counts().contains("schedules_fired=0"));
+        check("SELECT count(*) = 1 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn an_occurrence_can_never_produce_two_jobs() {
+        run("SELECT jobs.schedule('s', '@hourly', 't')");
+        run("UPDATE jobs.schedule SET next_run_at = date_trunc('hour', now())");
+        run("SELECT jobs.tick()");
+        // As if a second firer had not seen the advance: the same occurrence again.
+        run("UPDATE jobs.schedule SET next_run_at = date_trunc('hour', now())");
+        assert!(tick_counts().contains("schedules_fired=0"));
+        check("SELECT count(*) = 1 FROM jobs.job");
+    }
+
+    #[pg_test]
+    fn a_schedule_that_cannot_enqueue_does_not_stop_the_others() {
+        run("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.job_type = 'explode' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$");
+        run("CREATE TRIGGER refuse BEFORE INSERT ON jobs.job FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()");
+        run("SELECT jobs.schedule('a-bad', '@hourly', 'explode')");
+        run("SELECT jobs.schedule('b-good', '@hourly', 'fine')");
+        run("UPDATE jobs.schedule SET next_run_at = date_trunc('hour', now())");
+        assert!(tick_counts().contains("schedules_fired=1"));
+        check("SELECT array_agg(job_type) = ARRAY['fine'] FROM jobs.job");
+        check("SELECT bool_and(next_run_at > now() AND enabled) FROM jobs.schedule");
+    }
+
+    #[pg_test]
+    fn tick_recovers_expired_leases() {
+        let (id, token) = claimed("q", 2);
+        run(&format!("UPDATE jobs.job SET lease_until = now() - interval '1 second' WHERE id = {id}"));
+        assert!(tick_counts().contains("leases_recovered=1"));
+        check(&format!(
+            "SELECT state = 'queued' AND attempts = 1 AND run_at = now() AND lease_token IS NULL
+                    AND last_error = 'lease expired'
+             FROM jobs.job WHERE id = {id}"
+        ));
+        check(&format!(
+            "SELECT array_agg(outcome) = ARRAY['lease_expired'] AND bool_and(attempt = 1 AND worker_id = 'w1')
+             FROM jobs.job_run WHERE job_id = {id}"
+        ));
+        assert_error(
+            &format!("SELECT jobs.complete({id}, '{token}')"),
+            "55000",
+            &format!("job {id} is queued, not running"),
+        );
+        // Second and last attempt expires too: failed for good.
+        run("SELECT jobs.claim('w2', 'q')");
+        run(&format!("UPDATE jobs.job SET lease_until = now() - interval '1 second' WHERE id = {id}"));
+        run("SELECT jobs.tick()");
+        check(&format!("SELECT state = 'failed' AND finished_at = now() FROM jobs.job WHERE id = {id}"));
+        check(&format!("SELECT count(*) = 2 FROM jobs.job_run WHERE job_id = {id} AND outcome = 'lease_expired'"));
+    }
+
+    #[pg_test]
+    fn tick_leaves_live_leases_alone() {
+        let (id, _) = claimed("q", 3);
+        assert!(tick_counts().contains("leases_recovered=0"));
+        check(&format!("SELECT state = 'running' FROM jobs.job WHERE id = {id}"));
+    }
+
+    #[pg_test]
+    fn tick_prunes_finished_jobs_past_retention_with_their_history() {
+        let (old, token) = claimed("q", 3);
+        run(&format!("SELECT jobs.complete({old}, '{token}')"));
+        let (recent, token) = claimed("q", 3);
+        run(&format!("SELECT jobs.complete({recent}, '{token}')"));
+        let queued = one::<i64>("SELECT id FROM jobs.enqueue('t', queue => 'q', run_at => now() - interval '30 days')");
+        run(&format!("UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE id = {old}"));
+        assert!(tick_counts().contains("jobs_pruned=1"));
+        check(&format!("SELECT array_agg(id ORDER BY id) = ARRAY[{recent}, {queued}]::bigint[] FROM jobs.job"));
+        check(&format!("SELECT count(*) = 0 FROM jobs.job_run WHERE job_id = {old}"));
+        check(&format!("SELECT count(*) = 1 FROM jobs.job_run WHERE job_id = {recent}"));
+    }
 }

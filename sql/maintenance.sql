@@ -1,0 +1,145 @@
+-- The background worker's duties, one function each, called by the worker
+-- (src/worker/) and by jobs.tick(). Every one is safe to run concurrently
+-- with itself: rows are taken with SKIP LOCKED and each change is guarded.
+
+-- Scheduler: enqueues one job for each due occurrence and advances the
+-- schedule, in the caller's transaction. The row lock (SKIP LOCKED) keeps
+-- concurrent firers off one schedule, and job_schedule_occurrence_idx makes a
+-- second job for one occurrence impossible. Missed occurrences (downtime)
+-- collapse into the one fired; the schedule continues from now.
+CREATE FUNCTION jobs._fire_schedules() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    due jobs.schedule;
+    fired bigint := 0;
+BEGIN
+    FOR due IN
+        SELECT * FROM jobs.schedule s
+        WHERE s.enabled AND s.next_run_at <= now()
+        ORDER BY s.next_run_at
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        -- One schedule that cannot enqueue (a user trigger, a full disk
+        -- quota) must not stop the others: each gets its own subtransaction.
+        BEGIN
+            INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts,
+                                  schedule_id, scheduled_for)
+            VALUES (due.queue, due.job_type, due.payload, due.priority, due.next_run_at,
+                    coalesce(due.max_attempts, jobs._default_max_attempts()), due.id, due.next_run_at)
+            ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
+            IF FOUND THEN
+                fired := fired + 1;
+                PERFORM pg_notify('jobs', due.queue);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'schedule % could not enqueue its job for %: %',
+                jobs._quote(due.name), due.next_run_at, SQLERRM;
+        END;
+        BEGIN
+            UPDATE jobs.schedule s
+            SET last_run_at = due.next_run_at,
+                next_run_at = jobs.next_run(due.cron, due.timezone, greatest(now(), due.next_run_at)),
+                updated_at = now()
+            WHERE s.id = due.id;
+        EXCEPTION WHEN OTHERS THEN
+            -- No next occurrence can be computed: stop rather than refire.
+            RAISE WARNING 'schedule % paused: %', jobs._quote(due.name), SQLERRM;
+            UPDATE jobs.schedule s
+            SET enabled = false, next_run_at = NULL, last_run_at = due.next_run_at, updated_at = now()
+            WHERE s.id = due.id;
+        END;
+    END LOOP;
+    RETURN fired;
+END
+$$;
+
+-- Lease recovery: running jobs whose lease has expired go back to queued,
+-- due at once, attempts kept; on their last attempt they fail. Each leaves a
+-- lease_expired row in jobs.job_run. A worker that extends or finishes its
+-- job concurrently wins: its row is locked (skipped) or no longer expired
+-- when re-checked.
+CREATE FUNCTION jobs._recover_leases(batch_size int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    recovered bigint;
+    requeued_queues text[];
+BEGIN
+    WITH expired AS (
+        SELECT j.id FROM jobs.job j
+        WHERE j.state = 'running' AND j.lease_until < now()
+        ORDER BY j.lease_until
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE jobs.job j
+        SET state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::jobs.job_state,
+            run_at = CASE WHEN j.attempts < j.max_attempts THEN now() ELSE j.run_at END,
+            finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+            last_error = 'lease expired',
+            lease_token = NULL,
+            lease_until = NULL,
+            updated_at = now()
+        FROM expired
+        WHERE j.id = expired.id
+        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
+        FROM moved m
+    )
+    SELECT count(*), array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'queued')
+    INTO recovered, requeued_queues
+    FROM moved m;
+    PERFORM pg_notify('jobs', q) FROM unnest(requeued_queues) q;
+    RETURN recovered;
+END
+$$;
+
+-- Pruning: finished jobs older than the retention, with their history, in
+-- one bounded batch (the caller repeats while batches come back full).
+CREATE FUNCTION jobs._prune(retention interval, batch_size int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pruned bigint;
+BEGIN
+    WITH doomed AS (
+        SELECT j.id FROM jobs.job j
+        WHERE j.finished_at < now() - retention
+        ORDER BY j.finished_at
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    ), history AS (
+        DELETE FROM jobs.job_run r USING doomed WHERE r.job_id = doomed.id
+    )
+    DELETE FROM jobs.job j USING doomed WHERE j.id = doomed.id;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    RETURN pruned;
+END
+$$;
+
+-- Delayed jobs: one NOTIFY per queue that has jobs that became due since
+-- `since`, so listening workers need not poll for them.
+CREATE FUNCTION jobs._notify_due(since timestamptz) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(pg_notify('jobs', q.queue))
+    FROM (SELECT DISTINCT j.queue FROM jobs.job j
+          WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()) q
+$$;
+
+-- When the worker has something to do next, at the latest: the earliest
+-- schedule occurrence or lease expiry (NULL when there is none).
+CREATE FUNCTION jobs._next_wakeup() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least((SELECT min(s.next_run_at) FROM jobs.schedule s WHERE s.enabled),
+                 (SELECT min(j.lease_until) FROM jobs.job j WHERE j.state = 'running'))
+$$;

@@ -1,0 +1,171 @@
+//! The background worker: fires schedules, recovers expired leases, prunes
+//! old jobs and announces delayed jobs, one duty per module, each with a
+//! `run_once` that returns a count. `jobs.tick()` runs the same pass.
+
+use crate::guc;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+mod due_jobs;
+mod pruning;
+mod recovery;
+mod scheduler;
+
+/// The worker's name and its `backend_type` in pg_stat_activity.
+const WORKER_TYPE: &str = "jobs worker";
+
+pub fn register() {
+    BackgroundWorkerBuilder::new(WORKER_TYPE)
+        .set_type(WORKER_TYPE)
+        .set_library("jobs")
+        .set_function("jobs_worker_main")
+        // Also: start only once recovery has finished, never on a standby.
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(2)))
+        .load();
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = guc::database_name();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!("jobs worker serving database \"{database}\"");
+
+    let mut due_since = None;
+    let mut nap = Duration::ZERO;
+    while BackgroundWorker::wait_latch(Some(nap)) {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let (next_nap, pass_started) = pass_surviving_errors(due_since);
+        due_since = pass_started.or(due_since);
+        nap = next_nap;
+    }
+    // Non-zero: the postmaster restarts a worker that was terminated
+    // (pg_terminate_backend); exit code 0 would unregister it for good.
+    unsafe { pg_sys::proc_exit(1) }
+}
+
+/// One pass in its own transaction. An error is logged and rolled back, and
+/// the worker goes on after its usual interval.
+fn pass_surviving_errors(due_since: Option<TimestampWithTimeZone>) -> (Duration, Option<TimestampWithTimeZone>) {
+    let interval = maintenance_interval();
+    PgTryBuilder::new(move || BackgroundWorker::transaction(move || pass(due_since, interval)))
+        .catch_others(move |e| {
+            unsafe { pg_sys::AbortCurrentTransaction() };
+            warning!("jobs worker: pass failed and was rolled back: {}", message(&e));
+            (interval, None)
+        })
+        .execute()
+}
+
+/// Returns how long to sleep and when this pass started (the next pass
+/// announces jobs that became due since then).
+fn pass(due_since: Option<TimestampWithTimeZone>, interval: Duration) -> (Duration, Option<TimestampWithTimeZone>) {
+    // Quiet until CREATE EXTENSION jobs has run in this database.
+    if !Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'jobs')")
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    {
+        return (interval, None);
+    }
+    let started = Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
+    let counts = run_duties(due_since);
+    let batch = i64::from(guc::BATCH_SIZE.get());
+    if counts.leases_recovered >= batch || counts.jobs_pruned >= batch {
+        return (Duration::ZERO, started); // more of the backlog waits
+    }
+    (until_next_wakeup(interval), started)
+}
+
+pub struct Counts {
+    pub schedules_fired: i64,
+    pub leases_recovered: i64,
+    pub jobs_pruned: i64,
+    pub due_jobs_notified: i64,
+}
+
+/// Every duty once, in the caller's transaction. `due_since` None: announce
+/// jobs that became due within the last maintenance interval.
+pub fn run_duties(due_since: Option<TimestampWithTimeZone>) -> Counts {
+    Counts {
+        schedules_fired: scheduler::run_once(),
+        leases_recovered: recovery::run_once(guc::BATCH_SIZE.get()),
+        jobs_pruned: pruning::run_once(guc::RETENTION.get(), guc::BATCH_SIZE.get()),
+        due_jobs_notified: due_jobs::run_once(due_since, maintenance_interval()),
+    }
+}
+
+fn maintenance_interval() -> Duration {
+    Duration::from_millis(guc::MAINTENANCE_INTERVAL.get().max(1) as u64)
+}
+
+/// Until the next schedule occurrence or lease expiry, at most `interval`.
+fn until_next_wakeup(interval: Duration) -> Duration {
+    let millis = Spi::get_one::<i64>(
+        "SELECT ceil(extract(epoch FROM jobs._next_wakeup() - pg_catalog.clock_timestamp()) * 1000)::bigint",
+    )
+    .ok()
+    .flatten();
+    match millis {
+        Some(ms) => Duration::from_millis(ms.max(0) as u64).min(interval),
+        None => interval,
+    }
+}
+
+fn message(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
+        CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+    }
+}
+
+/// Latches of the running jobs workers, found now (inside the caller's
+/// transaction) and set when it commits, so they see what it wrote.
+pub fn wake_on_commit() {
+    let pids: Vec<i32> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1",
+                None,
+                &[WORKER_TYPE.into()],
+            )
+            .map(|rows| rows.filter_map(|row| row.get::<i32>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    if pids.is_empty() {
+        return;
+    }
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+        for pid in pids {
+            // SAFETY: BackendPidGetProc takes ProcArrayLock itself; a latch in
+            // shared memory may be set by any backend.
+            unsafe {
+                let proc = pg_sys::BackendPidGetProc(pid);
+                if !proc.is_null() {
+                    pg_sys::SetLatch(&raw mut (*proc).procLatch);
+                }
+            }
+        }
+    });
+}
+
+/// One pass of every duty in the caller's transaction, for servers that do
+/// not preload the library (or databases its worker does not serve). Safe
+/// beside the worker and other callers.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn tick() -> TableIterator<'static, (name!(task, String), name!(count, i64))> {
+    let counts = run_duties(None);
+    TableIterator::new(vec![
+        ("schedules_fired".to_string(), counts.schedules_fired),
+        ("leases_recovered".to_string(), counts.leases_recovered),
+        ("jobs_pruned".to_string(), counts.jobs_pruned),
+        ("due_jobs_notified".to_string(), counts.due_jobs_notified),
+    ])
+}
