@@ -2,24 +2,15 @@
 //! installed: concurrency, locking, fencing and notifications.
 //! `pg_test/test.sh` starts the cluster and sets JOBS_TEST_DSN.
 
+mod common;
+
+use common::{connect, fresh_name as fresh_queue};
+use postgres::Client;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn connect() -> Client {
-    let dsn = std::env::var("JOBS_TEST_DSN")
-        .expect("JOBS_TEST_DSN must name the test cluster; pg_test/test.sh sets it");
-    Client::connect(&dsn, NoTls).unwrap_or_else(|e| panic!("connect to {dsn}: {e}"))
-}
-
-/// A queue name no other test (or earlier run) uses.
-fn fresh_queue(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{test}-{}-{nanos}", std::process::id())
-}
 
 fn enqueue_many(client: &mut Client, queue: &str, count: usize) {
     for start in (0..count).step_by(1000) {

@@ -1,0 +1,274 @@
+//! Black-box tests of the background worker on a cluster that preloads the
+//! library: schedules, lease recovery, surviving terminations and crashes,
+//! and jobs.tick() in a database the worker does not serve.
+//! `pg_test/test.sh` starts the cluster and sets JOBS_TEST_DSN and JOBS_PGDATA.
+
+mod common;
+
+use common::{connect, connect_to, dsn, fresh_name, wait_for};
+use postgres::Client;
+use std::sync::{Arc, Mutex};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+fn worker_pid(client: &mut Client) -> Option<i32> {
+    client
+        .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'", &[])
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+fn count_jobs(client: &mut Client, queue: &str) -> i64 {
+    client.query_one("SELECT count(*) FROM jobs.job WHERE queue = $1", &[&queue]).unwrap().get(0)
+}
+
+fn job_state(client: &mut Client, id: i64) -> String {
+    client.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&id]).unwrap().get(0)
+}
+
+/// Firings of the schedule that enqueues into `queue`: (occurrence, lateness
+/// in ms), in occurrence order.
+fn firings(client: &mut Client, queue: &str) -> Vec<(f64, f64)> {
+    client
+        .query(
+            "SELECT extract(epoch FROM scheduled_for)::float8,
+                    (extract(epoch FROM created_at - scheduled_for) * 1000)::float8
+             FROM jobs.job WHERE queue = $1 ORDER BY scheduled_for",
+            &[&queue],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn worker_shows_in_pg_stat_activity() {
+    let mut client = connect();
+    let row = client
+        .query_one(
+            "SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE '%jobs%'",
+            &[],
+        )
+        .expect("exactly one jobs worker");
+    assert_eq!(row.get::<_, String>(0), "jobs worker");
+    assert_eq!(row.get::<_, String>(1), "postgres");
+}
+
+#[test]
+fn every_second_schedule_fires_once_per_second_and_obeys_pause_resume_unschedule() {
+    let mut client = connect();
+    let name = fresh_name("every-second");
+    client.execute("SELECT jobs.schedule($1, '* * * * * *', 'beat', queue => $1)", &[&name]).unwrap();
+    sleep(Duration::from_millis(5_500));
+
+    let fired = firings(&mut client, &name);
+    println!("every-second schedule, lateness ms: {:?}", fired.iter().map(|f| f.1.round()).collect::<Vec<_>>());
+    assert!((5..=6).contains(&fired.len()), "one job per second for 5.5 s: {fired:?}");
+    assert!(fired.windows(2).all(|w| w[1].0 - w[0].0 == 1.0), "consecutive occurrences, none twice: {fired:?}");
+    assert!(fired.iter().all(|f| (0.0..1000.0).contains(&f.1)), "fired after its time, within a second: {fired:?}");
+
+    client.execute("SELECT jobs.pause_schedule($1)", &[&name]).unwrap();
+    sleep(Duration::from_millis(300));
+    let paused_at = count_jobs(&mut client, &name);
+    sleep(Duration::from_secs(2));
+    assert_eq!(count_jobs(&mut client, &name), paused_at, "a paused schedule does not fire");
+
+    client.execute("SELECT jobs.resume_schedule($1)", &[&name]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(3), || (count_jobs(&mut client, &name) > paused_at).then_some(())).is_some(),
+        "a resumed schedule fires again"
+    );
+
+    assert!(client.query_one("SELECT jobs.unschedule($1)", &[&name]).unwrap().get::<_, bool>(0));
+    sleep(Duration::from_millis(300));
+    let unscheduled_at = count_jobs(&mut client, &name);
+    sleep(Duration::from_secs(2));
+    assert_eq!(count_jobs(&mut client, &name), unscheduled_at, "an unscheduled schedule is gone");
+    let left: i64 = client.query_one("SELECT count(*) FROM jobs.schedule WHERE name = $1", &[&name]).unwrap().get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn expired_lease_is_requeued_within_3s_then_fails_on_its_last_attempt() {
+    let mut client = connect();
+    let queue = fresh_name("lease");
+    let id: i64 = client
+        .query_one("SELECT id FROM jobs.enqueue('t', queue => $1, max_attempts => 2)", &[&queue])
+        .unwrap()
+        .get(0);
+    client.execute("SELECT jobs.claim('w', $1, lease => '1 second')", &[&queue]).unwrap();
+    let started = Instant::now();
+    let recovered = wait_for(Duration::from_secs(4), || (job_state(&mut client, id) == "queued").then(Instant::now))
+        .expect("recovered within 3 s of the lease's end");
+    println!("lease of 1 s recovered after {:?}", recovered - started);
+    let outcomes: Vec<String> = client
+        .query_one("SELECT array_agg(outcome) FROM jobs.job_run WHERE job_id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(outcomes, ["lease_expired"]);
+
+    client.execute("SELECT jobs.claim('w', $1, lease => '1 second')", &[&queue]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(4), || (job_state(&mut client, id) == "failed").then_some(())).is_some(),
+        "the last attempt's expiry fails the job"
+    );
+}
+
+#[test]
+fn job_of_a_terminated_client_is_recovered_after_its_lease() {
+    let mut admin = connect();
+    let queue = fresh_name("terminated-client");
+    let id: i64 = admin.query_one("SELECT id FROM jobs.enqueue('t', queue => $1)", &[&queue]).unwrap().get(0);
+
+    let mut doomed = connect();
+    let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    doomed.execute("SELECT jobs.claim('doomed', $1, lease => '2 seconds')", &[&queue]).unwrap();
+    admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    assert!(doomed.execute("SELECT 1", &[]).is_err(), "the client is gone");
+    assert_eq!(job_state(&mut admin, id), "running", "its lease still holds");
+
+    assert!(
+        wait_for(Duration::from_secs(5), || (job_state(&mut admin, id) == "queued").then_some(())).is_some(),
+        "recovered once the lease ran out"
+    );
+}
+
+#[test]
+fn terminated_worker_comes_back_and_keeps_scheduling() {
+    let mut client = connect();
+    let first = worker_pid(&mut client).expect("a running worker");
+    client.execute("SELECT pg_terminate_backend($1)", &[&first]).unwrap();
+    let second = wait_for(Duration::from_secs(15), || worker_pid(&mut client).filter(|&pid| pid != first))
+        .expect("the postmaster restarts the worker");
+    println!("worker {first} terminated, {second} took over");
+
+    let name = fresh_name("after-restart");
+    client.execute("SELECT jobs.schedule($1, '* * * * * *', 'beat', queue => $1)", &[&name]).unwrap();
+    let fired = wait_for(Duration::from_secs(5), || (count_jobs(&mut client, &name) >= 2).then_some(()));
+    client.execute("SELECT jobs.unschedule($1)", &[&name]).unwrap();
+    assert!(fired.is_some(), "the new worker fires schedules");
+}
+
+/// Drops the test's trigger however the test ends.
+struct Trigger<'a>(&'a str);
+
+impl Drop for Trigger<'_> {
+    fn drop(&mut self) {
+        let mut client = connect();
+        client.batch_execute(&format!("DROP TRIGGER IF EXISTS {0} ON jobs.job; DROP FUNCTION IF EXISTS public.{0}()", self.0)).unwrap();
+    }
+}
+
+#[test]
+fn a_schedule_that_cannot_enqueue_does_not_stop_the_others() {
+    let mut client = connect();
+    let (bad, good) = (fresh_name("explodes"), fresh_name("fine"));
+    let _trigger = Trigger("jobs_test_refuse");
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION public.jobs_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.queue = '{bad}' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER jobs_test_refuse BEFORE INSERT ON jobs.job
+             FOR EACH ROW EXECUTE FUNCTION public.jobs_test_refuse()"
+        ))
+        .unwrap();
+    client.execute("SELECT jobs.schedule($1, '* * * * * *', 'boom', queue => $1)", &[&bad]).unwrap();
+    client.execute("SELECT jobs.schedule($1, '* * * * * *', 'fine', queue => $1)", &[&good]).unwrap();
+    sleep(Duration::from_millis(3_500));
+    let (good_jobs, bad_jobs) = (count_jobs(&mut client, &good), count_jobs(&mut client, &bad));
+    let still_advancing: bool = client
+        .query_one("SELECT bool_and(enabled AND next_run_at > now() - interval '2 seconds') FROM jobs.schedule WHERE name = $1", &[&bad])
+        .unwrap()
+        .get(0);
+    for name in [&bad, &good] {
+        client.execute("SELECT jobs.unschedule($1)", &[name]).unwrap();
+    }
+    assert!(good_jobs >= 3, "the good schedule kept firing: {good_jobs}");
+    assert_eq!(bad_jobs, 0);
+    assert!(still_advancing, "the failing schedule moves on instead of blocking");
+}
+
+#[test]
+fn immediate_restart_loses_no_committed_job_and_schedules_resume() {
+    let pgdata = std::env::var("JOBS_PGDATA").expect("JOBS_PGDATA names the test cluster's data directory");
+    let mut client = connect();
+    let queue = fresh_name("crash");
+    client
+        .execute(
+            "SELECT jobs.enqueue_batch('t', array_agg(jsonb_build_object('n', g)), queue => $1)
+             FROM generate_series(1, 500) g",
+            &[&queue],
+        )
+        .unwrap();
+    let name = fresh_name("crash-schedule");
+    client.execute("SELECT jobs.schedule($1, '* * * * * *', 'beat', queue => $1)", &[&name]).unwrap();
+    assert!(wait_for(Duration::from_secs(3), || (count_jobs(&mut client, &name) > 0).then_some(())).is_some());
+    drop(client);
+
+    let status = std::process::Command::new("sudo")
+        .args(["-u", "postgres", "/usr/lib/postgresql/15/bin/pg_ctl", "restart", "-m", "immediate", "-w", "-D", &pgdata])
+        .args(["-l", &format!("{pgdata}/server.log")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl restart -m immediate");
+    let restarted = Instant::now();
+
+    let mut client = wait_for(Duration::from_secs(30), || postgres::Client::connect(&dsn(), postgres::NoTls).ok())
+        .expect("the server comes back");
+    assert_eq!(count_jobs(&mut client, &queue), 500, "every committed job survived");
+    let resumed = wait_for(Duration::from_secs(10), || {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM jobs.job WHERE queue = $1 AND created_at > now() - make_interval(secs => $2)",
+                &[&name, &restarted.elapsed().as_secs_f64()],
+            )
+            .unwrap()
+            .get(0);
+        (n > 0).then_some(())
+    });
+    client.execute("SELECT jobs.unschedule($1)", &[&name]).unwrap();
+    assert!(resumed.is_some(), "the schedule fires again after the restart");
+}
+
+#[test]
+fn tick_serves_a_database_the_worker_does_not() {
+    let mut admin = connect();
+    let database = fresh_name("other").replace('-', "_");
+    admin.batch_execute(&format!("CREATE DATABASE {database}")).unwrap();
+
+    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&notices);
+    let mut config: postgres::Config = dsn().parse().unwrap();
+    config.dbname(&database).notice_callback(move |n| {
+        seen.lock().unwrap().push(format!("{}: {} HINT: {}", n.severity(), n.message(), n.hint().unwrap_or("")))
+    });
+    let mut other = config.connect(postgres::NoTls).unwrap();
+    other.batch_execute("CREATE EXTENSION jobs").unwrap();
+    let warned = notices.lock().unwrap().clone();
+    assert!(
+        warned.iter().any(|n| n.starts_with(&format!("WARNING: the jobs background worker does not serve database \"{database}\""))
+            && n.contains("jobs.tick()")),
+        "{warned:?}"
+    );
+
+    other.execute("SELECT jobs.schedule('s', '* * * * * *', 'beat')", &[]).unwrap();
+    let id: i64 = other.query_one("SELECT id FROM jobs.enqueue('t', max_attempts => 5)", &[]).unwrap().get(0);
+    other.execute("SELECT jobs.claim('w', lease => '1 second', job_types => ARRAY['t'])", &[]).unwrap();
+    sleep(Duration::from_millis(1_500));
+    assert_eq!(count_jobs(&mut other, "default"), 1, "no worker serves this database");
+    assert_eq!(job_state(&mut other, id), "running");
+
+    let counts: Vec<(String, i64)> = other
+        .query("SELECT task, count FROM jobs.tick()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(counts.contains(&("schedules_fired".to_string(), 1)), "{counts:?}");
+    assert!(counts.contains(&("leases_recovered".to_string(), 1)), "{counts:?}");
+    assert_eq!(job_state(&mut other, id), "queued");
+    drop(other);
+    connect_to(&dsn()).batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).unwrap();
+}
