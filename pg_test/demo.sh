@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The demo: a throwaway cluster, a few jobs enqueued, a small worker loop in
-# psql that claims and completes (or fails) them, then jobs.stats() and the
-# attempt history. Leaves the cluster running so you can look around;
+# The demo: a throwaway cluster, a few jobs enqueued, a cron schedule fired
+# by the background worker, a small worker loop in psql that claims and
+# completes (or fails) them, then jobs.stats() and the attempt history. Leaves the cluster running so you can look around;
 # `bash pg_test/cluster.sh stop` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,13 @@ SELECT id, job_type, queue, state, priority FROM jobs.enqueue('build_report', '{
 SELECT id, job_type, queue, state, run_at > now() AS scheduled
 FROM jobs.enqueue('cleanup', run_at => now() + interval '1 day');
 SQL
+
+echo "== a cron schedule: every second, fired by the background worker; removed after 2.5 s"
+sql -c "SELECT name, cron, next_run_at FROM jobs.schedule('demo-heartbeat', '* * * * * *', 'heartbeat')"
+sleep 2.5
+sql -c "SELECT jobs.unschedule('demo-heartbeat')" >/dev/null
+sql -c "SELECT id, job_type, scheduled_for, created_at - scheduled_for AS lateness
+        FROM jobs.job WHERE job_type = 'heartbeat' ORDER BY id"
 
 echo "== a worker loop: claim two at a time, do the work, complete or fail"
 while :; do

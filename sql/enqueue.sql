@@ -38,6 +38,13 @@ DECLARE
 BEGIN
     PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.priority, enqueue.max_attempts);
     PERFORM jobs._check_not_null('payload', enqueue.payload);
+    -- Keys live in a btree, whose entries must stay under ~2.7 kB.
+    IF enqueue.idempotency_key = '' THEN
+        PERFORM jobs._invalid('idempotency_key must not be empty');
+    ELSIF length(enqueue.idempotency_key) > 255 THEN
+        PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters',
+                                     jobs._quote(enqueue.idempotency_key)));
+    END IF;
 
     -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
     -- then the SELECT (a new snapshot) sees its job. The loop only repeats

@@ -124,22 +124,29 @@ END
 $$;
 
 -- Delayed jobs: one NOTIFY per queue that has jobs that became due since
--- `since`, so listening workers need not poll for them.
+-- `since`, so listening workers need not poll for them. Only jobs made to
+-- wait (run_at after their last change: a delayed enqueue, a retry after
+-- backoff); the rest were announced when they were queued.
 CREATE FUNCTION jobs._notify_due(since timestamptz) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(pg_notify('jobs', q.queue))
     FROM (SELECT DISTINCT j.queue FROM jobs.job j
-          WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()) q
+          WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()
+            AND j.run_at > j.updated_at) q
 $$;
 
--- When the worker has something to do next, at the latest: the earliest
--- schedule occurrence or lease expiry (NULL when there is none).
+-- When the worker has something to do next: the earliest schedule
+-- occurrence or lease expiry still ahead of this pass (NULL when none). Past
+-- ones this pass could not take (rows locked by another transaction) are
+-- retried after the maintenance interval, not in a busy loop.
 CREATE FUNCTION jobs._next_wakeup() RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT least((SELECT min(s.next_run_at) FROM jobs.schedule s WHERE s.enabled),
-                 (SELECT min(j.lease_until) FROM jobs.job j WHERE j.state = 'running'))
+    SELECT least((SELECT min(s.next_run_at) FROM jobs.schedule s
+                  WHERE s.enabled AND s.next_run_at > now()),
+                 (SELECT min(j.lease_until) FROM jobs.job j
+                  WHERE j.state = 'running' AND j.lease_until > now()))
 $$;

@@ -102,6 +102,23 @@ mod tests {
     }
 
     #[pg_test]
+    fn enqueue_round_trips_large_payloads_and_long_keys() {
+        let id = one::<i64>(
+            "SELECT id FROM jobs.enqueue('t', jsonb_build_object('blob', repeat('x', 4000000),
+                                                              'deep', (SELECT jsonb_agg(g) FROM generate_series(1, 10000) g)),
+                                         idempotency_key => repeat('é', 255))",
+        );
+        check(&format!(
+            "SELECT length(payload->>'blob') = 4000000 AND jsonb_array_length(payload->'deep') = 10000
+                    AND idempotency_key = repeat('é', 255)
+             FROM jobs.job WHERE id = {id}"
+        ));
+        check(&format!(
+            "SELECT id = {id} FROM jobs.enqueue('t', '{{}}', idempotency_key => repeat('é', 255))"
+        ));
+    }
+
+    #[pg_test]
     fn enqueue_accepts_names_of_exactly_128_characters() {
         run("SELECT jobs.enqueue(repeat('t', 128), queue => repeat('q', 128))");
         check("SELECT count(*) = 1 FROM jobs.job");
@@ -129,6 +146,12 @@ mod tests {
         );
         assert_error("SELECT jobs.enqueue('t', payload => NULL)", "22023", "payload must not be null");
         assert_error("SELECT jobs.enqueue('t', priority => NULL)", "22023", "priority must not be null");
+        assert_error("SELECT jobs.enqueue('t', idempotency_key => '')", "22023", "idempotency_key must not be empty");
+        assert_error(
+            "SELECT jobs.enqueue('t', idempotency_key => repeat('k', 100000))",
+            "22023",
+            &format!("idempotency_key \"{}...\" is longer than 255 characters", "k".repeat(64)),
+        );
         check("SELECT count(*) = 0 FROM jobs.job");
     }
 

@@ -252,3 +252,26 @@ fn delayed_enqueue_does_not_notify() {
         assert_ne!(n.payload(), queue, "a job due in an hour is not news yet");
     }
 }
+
+#[test]
+fn delayed_job_notifies_when_it_becomes_due() {
+    let queue = fresh_queue("notify-due");
+    let mut listener = connect();
+    listener.batch_execute("LISTEN jobs").unwrap();
+    connect()
+        .execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '2 seconds')", &[&queue])
+        .unwrap();
+    let enqueued = Instant::now();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(Duration::from_secs(5));
+    let mut heard = None;
+    while let Some(n) = fallible_iterator::FallibleIterator::next(&mut iter).unwrap() {
+        if n.payload() == queue {
+            heard = Some(enqueued.elapsed());
+            break;
+        }
+    }
+    let heard = heard.expect("the background worker announces the job when it is due");
+    println!("job due in 2 s announced after {heard:?}");
+    assert!(heard >= Duration::from_millis(1_900), "not before it is due: {heard:?}");
+}

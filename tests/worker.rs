@@ -272,3 +272,36 @@ fn tick_serves_a_database_the_worker_does_not() {
     drop(other);
     connect_to(&dsn()).batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).unwrap();
 }
+
+/// Restores the server's configuration however the test ends.
+struct Setting(&'static str);
+
+impl Drop for Setting {
+    fn drop(&mut self) {
+        let mut client = connect();
+        client.batch_execute(&format!("ALTER SYSTEM RESET {}", self.0)).unwrap();
+        client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    }
+}
+
+#[test]
+fn reloaded_retention_prunes_finished_jobs_with_their_history() {
+    let mut client = connect();
+    let queue = fresh_name("prune");
+    let id: i64 = client.query_one("SELECT id FROM jobs.enqueue('t', queue => $1)", &[&queue]).unwrap().get(0);
+    let token: String = client
+        .query_one("SELECT lease_token::text FROM jobs.claim('w', $1)", &[&queue])
+        .unwrap()
+        .get(0);
+    client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]).unwrap();
+    sleep(Duration::from_millis(1_500));
+    assert_eq!(count_jobs(&mut client, &queue), 1, "kept for the default retention of 7 days");
+
+    let _restore = Setting("jobs.retention");
+    client.batch_execute("ALTER SYSTEM SET jobs.retention = '1s'").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let pruned = wait_for(Duration::from_secs(5), || (count_jobs(&mut client, &queue) == 0).then_some(()));
+    assert!(pruned.is_some(), "the worker reloaded jobs.retention on SIGHUP and pruned the job");
+    let history: i64 = client.query_one("SELECT count(*) FROM jobs.job_run WHERE job_id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(history, 0, "its history went with it");
+}
