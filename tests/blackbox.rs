@@ -277,3 +277,92 @@ fn delayed_job_notifies_when_it_becomes_due() {
     assert!(*after >= Duration::from_millis(1_900), "not before it is due: {after:?}");
     assert_eq!(heard.len(), 1, "once");
 }
+
+/// Makes every write to jobs of one queue take `ms` milliseconds, so a
+/// statement can be interrupted half-way; removed however the test ends.
+struct SlowQueue(String);
+
+impl SlowQueue {
+    fn new(queue: &str, ms: u32) -> SlowQueue {
+        let name = format!("jobs_test_slow_{}", std::process::id());
+        connect()
+            .batch_execute(&format!(
+                "CREATE FUNCTION public.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN PERFORM pg_sleep({ms} / 1000.0); RETURN NEW; END $$;
+                 CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON jobs.job FOR EACH ROW
+                 WHEN (NEW.queue = '{queue}') EXECUTE FUNCTION public.{name}()"
+            ))
+            .unwrap();
+        SlowQueue(name)
+    }
+}
+
+impl Drop for SlowQueue {
+    fn drop(&mut self) {
+        connect()
+            .batch_execute(&format!("DROP TRIGGER {0} ON jobs.job; DROP FUNCTION public.{0}()", self.0))
+            .unwrap();
+    }
+}
+
+fn assert_canceled(result: Result<u64, postgres::Error>) {
+    let err = result.expect_err("the statement was interrupted");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+}
+
+/// (queued, running, attempts made, history rows) of a queue.
+fn queue_state(client: &mut Client, queue: &str) -> (i64, i64, i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),
+                    coalesce(sum(attempts), 0),
+                    (SELECT count(*) FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id WHERE j.queue = $1)
+             FROM jobs.job WHERE queue = $1",
+            &[&queue],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[test]
+fn statement_timeout_in_the_middle_of_claim_and_enqueue_batch_leaves_nothing_half_done() {
+    let queue = fresh_queue("timeout");
+    let mut client = connect();
+    enqueue_many(&mut client, &queue, 50);
+    let _slow = SlowQueue::new(&queue, 20);
+
+    client.batch_execute("SET statement_timeout = '300ms'").unwrap();
+    assert_canceled(client.execute("SELECT jobs.claim('w', $1, max_jobs => 50)", &[&queue]));
+    assert_eq!(queue_state(&mut client, &queue), (50, 0, 0, 0), "no job claimed half-way");
+
+    assert_canceled(client.execute(
+        "SELECT jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[100]), queue => $1)",
+        &[&queue],
+    ));
+    assert_eq!(queue_state(&mut client, &queue), (50, 0, 0, 0), "no job of the batch was enqueued");
+}
+
+#[test]
+fn client_cancel_in_the_middle_of_complete_leaves_the_job_running_under_its_lease() {
+    let queue = fresh_queue("cancel");
+    let mut client = connect();
+    enqueue_many(&mut client, &queue, 1);
+    let row = client
+        .query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue])
+        .unwrap();
+    let (id, token): (i64, String) = (row.get(0), row.get(1));
+    let slow = SlowQueue::new(&queue, 2_000);
+
+    let cancel = client.cancel_token();
+    let canceller = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        cancel.cancel_query(postgres::NoTls).unwrap();
+    });
+    assert_canceled(client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]));
+    canceller.join().unwrap();
+    assert_eq!(queue_state(&mut client, &queue), (0, 1, 1, 0), "still running, no history written");
+
+    drop(slow);
+    client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]).expect("the lease still holds");
+    assert_eq!(queue_state(&mut client, &queue).3, 1);
+}
