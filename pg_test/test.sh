@@ -18,4 +18,4 @@ export JOBS_PGDATA=$(mktemp -u /tmp/jobs-test-cluster.XXXXXX)
 export JOBS_PGPORT=${JOBS_PGPORT:-28816}
 trap 'bash pg_test/cluster.sh stop' EXIT
 bash pg_test/cluster.sh start
-JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) cargo test --features blackbox --test blackbox --test security --test worker --test faults -- --nocapture --test-threads=1
+JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) cargo test --features blackbox --test blackbox --test security --test fuzz --test worker --test faults -- --nocapture --test-threads=1

@@ -4,9 +4,9 @@
 -- pg_catalog, pg_temp, and names its own objects with the schema: a caller's
 -- search_path (look-alike functions or operators in public) changes nothing.
 
--- Checks shared by both enqueue functions. run_at and max_attempts may be
--- NULL (now, jobs.default_max_attempts).
-CREATE FUNCTION jobs._check_enqueue(job_type text, queue text, priority int, max_attempts int) RETURNS void
+-- Checks shared by both enqueue functions (and jobs.schedule). run_at and
+-- max_attempts may be NULL (now, jobs.default_max_attempts).
+CREATE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -14,6 +14,9 @@ BEGIN
     PERFORM jobs._check_name('job_type', job_type);
     PERFORM jobs._check_name('queue', queue);
     PERFORM jobs._check_not_null('priority', priority);
+    IF NOT isfinite(run_at) THEN
+        PERFORM jobs._invalid(format('run_at must be a finite timestamp, not %s', run_at));
+    END IF;
     IF max_attempts < 1 THEN
         PERFORM jobs._invalid(format('max_attempts must be at least 1, not %s', max_attempts));
     END IF;
@@ -36,7 +39,7 @@ AS $$
 DECLARE
     inserted jobs.job;
 BEGIN
-    PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.priority, enqueue.max_attempts);
+    PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.run_at, enqueue.priority, enqueue.max_attempts);
     PERFORM jobs._check_not_null('payload', enqueue.payload);
     -- Keys live in a btree, whose entries must stay under ~2.7 kB.
     IF enqueue.idempotency_key = '' THEN
@@ -92,7 +95,7 @@ DECLARE
     due_at timestamptz := coalesce(enqueue_batch.run_at, now());
     attempts_allowed int := coalesce(enqueue_batch.max_attempts, jobs._default_max_attempts());
 BEGIN
-    PERFORM jobs._check_enqueue(enqueue_batch.job_type, enqueue_batch.queue,
+    PERFORM jobs._check_enqueue(enqueue_batch.job_type, enqueue_batch.queue, enqueue_batch.run_at,
                                 enqueue_batch.priority, enqueue_batch.max_attempts);
     PERFORM jobs._check_not_null('payloads', enqueue_batch.payloads);
     IF array_position(enqueue_batch.payloads, NULL) IS NOT NULL THEN

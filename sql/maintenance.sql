@@ -150,3 +150,10 @@ AS $$
                  (SELECT min(j.lease_until) FROM jobs.job j
                   WHERE j.state = 'running' AND j.lease_until > now()))
 $$;
+
+CREATE FUNCTION jobs._millis_until_next_wakeup() RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ceil(extract(epoch FROM jobs._next_wakeup() - clock_timestamp()) * 1000)::bigint
+$$;

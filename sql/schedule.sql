@@ -35,7 +35,7 @@ BEGIN
     PERFORM jobs._check_not_null('cron', schedule.cron);
     PERFORM jobs._check_not_null('timezone', schedule.timezone);
     PERFORM jobs._check_not_null('enabled', schedule.enabled);
-    PERFORM jobs._check_enqueue(schedule.job_type, schedule.queue, schedule.priority, schedule.max_attempts);
+    PERFORM jobs._check_enqueue(schedule.job_type, schedule.queue, NULL, schedule.priority, schedule.max_attempts);
     PERFORM jobs._check_not_null('payload', schedule.payload);
     -- Validates the expression and zone even for a disabled schedule.
     next_at := jobs.next_run(schedule.cron, schedule.timezone, now());

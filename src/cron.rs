@@ -65,7 +65,7 @@ impl Schedule {
     }
 
     /// The first firing strictly after `after`, or None when there is none
-    /// before the year 5000.
+    /// by about the year 5000.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut cursor = after.with_timezone(&self.zone).naive_local();
         // Inside a repeated hour, local candidates after `cursor` may still
@@ -272,6 +272,73 @@ mod unit_tests {
         for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "@often", "a b c d e"] {
             let message = parse(bad, "UTC").unwrap_or_else(|| panic!("{bad:?} parsed"));
             assert!(message.starts_with(&format!("invalid cron expression \"{bad}\": ")), "{message}");
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const ZONES: &[&str] = &[
+            "UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kathmandu",
+            "America/St_Johns", "Pacific/Chatham", "Africa/Casablanca", "America/Santiago",
+        ];
+
+        /// Cron-shaped text: 5 or 6 fields drawn from what cron fields contain.
+        fn cron_like() -> impl Strategy<Value = String> {
+            let field = prop_oneof![
+                Just("*".to_string()),
+                (0u32..70).prop_map(|n| n.to_string()),
+                (0u32..40, 0u32..40).prop_map(|(a, b)| format!("{a}-{b}")),
+                (0u32..70, 0u32..30).prop_map(|(a, b)| format!("{a}/{b}")),
+                (0u32..40, 0u32..40, 0u32..9).prop_map(|(a, b, c)| format!("{a},{b}#{c}")),
+                "[A-Za-z]{3}(-[A-Za-z]{3})?",
+                "[0-9LW?#*/,-]{1,5}",
+            ];
+            prop::collection::vec(field, 5..=6).prop_map(|fields| fields.join(" "))
+        }
+
+        fn check_next(schedule: &Schedule, zone: &str, after_secs: i64) -> Result<(), TestCaseError> {
+            let after = DateTime::from_timestamp(after_secs, 123_000).unwrap();
+            if let Some(next) = schedule.next_after(after) {
+                prop_assert!(next > after, "{next} not after {after}");
+                let local = next.with_timezone(&schedule.zone).naive_local();
+                let matches = schedule.cron.is_time_matching(&local).unwrap_or(false);
+                // Otherwise `next` must be the end of a DST gap in this zone.
+                let before = (next - TimeDelta::seconds(1)).with_timezone(&schedule.zone).naive_local();
+                let gap = local - before > TimeDelta::seconds(1);
+                prop_assert!(matches || gap, "{next} ({local} in {zone}) neither matches nor ends a gap");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(expression in "\\PC{0,40}", zone in "\\PC{0,20}") {
+                let _ = Schedule::parse(&expression, &zone);
+            }
+
+            #[test]
+            fn parsed_expressions_fire_strictly_after_in_their_zone(
+                expression in cron_like(),
+                zone in prop::sample::select(ZONES),
+                after_secs in 0i64..4_102_444_800,
+            ) {
+                if let Ok(schedule) = Schedule::parse(&expression, zone) {
+                    check_next(&schedule, zone, after_secs)?;
+                }
+            }
+
+            #[test]
+            fn common_expressions_across_dst(
+                expression in prop::sample::select(&["*/15 * * * *", "30 1 * * *", "30 2 * * *", "0 */2 * * *",
+                                                      "45 1 * * SUN", "* * * * * *", "0 0 29 2 *", "@hourly"][..]),
+                zone in prop::sample::select(ZONES),
+                after_secs in 1_700_000_000i64..1_900_000_000,
+            ) {
+                let schedule = Schedule::parse(expression, zone).unwrap();
+                check_next(&schedule, zone, after_secs)?;
+            }
         }
     }
 }

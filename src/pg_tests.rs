@@ -148,6 +148,11 @@ mod tests {
         assert_error("SELECT jobs.enqueue('t', priority => NULL)", "22023", "priority must not be null");
         assert_error("SELECT jobs.enqueue('t', idempotency_key => '')", "22023", "idempotency_key must not be empty");
         assert_error(
+            "SELECT jobs.enqueue('t', run_at => '-infinity')",
+            "22023",
+            "run_at must be a finite timestamp, not -infinity",
+        );
+        assert_error(
             "SELECT jobs.enqueue('t', idempotency_key => repeat('k', 100000))",
             "22023",
             &format!("idempotency_key \"{}...\" is longer than 255 characters", "k".repeat(64)),
@@ -556,6 +561,14 @@ mod tests {
         assert_error("SELECT jobs.next_run(NULL)", "22023", "cron must not be null");
         assert_error("SELECT jobs.next_run('* * * * *', NULL)", "22023", "timezone must not be null");
         assert_error("SELECT jobs.next_run('* * * * *', 'UTC', 'infinity')", "22023", "after must be a finite timestamp, not infinity");
+        check("SELECT jobs.next_run('* * * * *', 'UTC', '294276-12-31 23:59:59+00') IS NULL");
+        check("SELECT jobs.next_run('* * * * *', 'UTC', '4999-12-31 23:59:59+00') = '5000-01-01 00:00:00+00'");
+        check("SELECT jobs.next_run('* * * * *', 'UTC', '0001-01-01 00:00:00+00') = '0001-01-01 00:01:00+00'");
+        assert_error(
+            "SELECT jobs.next_run('* * * * *', 'UTC', '0002-01-01 00:00:00+00 BC')",
+            "22023",
+            "after must not be before the year 1, not 0002-01-01 00:00:00+00 BC",
+        );
         let err = error_of("SELECT jobs.next_run('61 * * * *')");
         assert!(err.starts_with("22023: invalid cron expression \"61 * * * *\": "), "{err}");
     }

@@ -33,6 +33,16 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // The worker runs only the extension's own statements; nothing a user
+    // puts in a schema on the default search_path can stand in for them.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
     log!("jobs worker serving database \"{database}\"");
 
     let mut due_since = None;
@@ -107,9 +117,7 @@ fn maintenance_interval() -> Duration {
 
 /// Until the next schedule occurrence or lease expiry, at most `interval`.
 fn until_next_wakeup(interval: Duration) -> Duration {
-    let millis = Spi::get_one::<i64>(
-        "SELECT ceil(extract(epoch FROM jobs._next_wakeup() - pg_catalog.clock_timestamp()) * 1000)::bigint",
-    )
+    let millis = Spi::get_one::<i64>("SELECT jobs._millis_until_next_wakeup()")
     .ok()
     .flatten();
     match millis {
