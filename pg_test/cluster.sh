@@ -7,7 +7,8 @@
 #   pg_test/cluster.sh psql    open psql on it
 #
 # JOBS_PGDATA (default /tmp/jobs-cluster) and JOBS_PGPORT (default 28815)
-# choose the cluster; JOBS_BUILD=release installs an optimized build.
+# choose the cluster; JOBS_BUILD=release installs an optimized build;
+# JOBS_EXTRA_CONF adds lines to postgresql.conf of a new cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -19,14 +20,34 @@ DSN="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
 
 as_postgres() { sudo -u postgres "$@"; }
 
-start() {
-    bash pg_test/setup.sh
-    local profile=()
-    [ "${JOBS_BUILD:-debug}" = release ] && profile=(--release)
-    if ! cargo pgrx install "${profile[@]}" --pg-config "$PGBIN/pg_config" >/tmp/jobs-install.log 2>&1; then
-        cat /tmp/jobs-install.log >&2
+# Builds a package and installs each file by renaming a copy over it (a new
+# inode) instead of rewriting it in place: a server that has the old library
+# loaded keeps running. (`cargo pgrx install` and `install` rewrite jobs.so in
+# place, and a running server that maps it dies of SIGBUS.)
+install_extension() {
+    local profile=(--debug) out
+    [ "${JOBS_BUILD:-debug}" = release ] && profile=()
+    out=$(mktemp -d /tmp/jobs-package.XXXXXX)
+    if ! cargo pgrx package "${profile[@]}" --pg-config "$PGBIN/pg_config" --out-dir "$out" >"$out.log" 2>&1; then
+        cat "$out.log" >&2
         exit 1
     fi
+    local lib ext
+    lib=$("$PGBIN/pg_config" --pkglibdir)
+    ext=$("$PGBIN/pg_config" --sharedir)/extension
+    local file
+    for file in "$out$lib"/jobs.so "$out$ext"/jobs.control "$out$ext"/jobs--*.sql; do
+        local target="${file#"$out"}"
+        install -m 644 "$file" "$target.new"
+        mv -f "$target.new" "$target"
+    done
+    chmod 755 "$lib/jobs.so"
+    rm -rf "$out" "$out.log"
+}
+
+start() {
+    bash pg_test/setup.sh
+    install_extension
 
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
         rm -rf "$PGDATA"
@@ -39,6 +60,7 @@ unix_socket_directories = '$PGDATA'
 shared_preload_libraries = 'jobs'
 max_connections = 200
 log_line_prefix = '%m [%p] %b '
+${JOBS_EXTRA_CONF:-}
 CONF
     fi
     if ! as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then

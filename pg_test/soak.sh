@@ -30,9 +30,11 @@ last_id=0
 report() {
     local pid rss max_id
     pid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'")
-    rss=$(awk '/VmRSS/ {print $2 " kB"}' "/proc/$pid/status" 2>/dev/null || echo "?")
+    # Private memory (RssAnon) is what a leak would grow; RssShmem is the
+    # shared buffers the worker has touched so far.
+    rss=$(awk '/RssAnon/ {a=$2} /RssShmem/ {s=$2} END {print a " kB private, " s " kB shared"}' "/proc/$pid/status" 2>/dev/null || echo "?")
     max_id=$(sql -c "SELECT coalesce(max(id), 0) FROM jobs.job")
-    sql -c "SELECT format('%5s s | job %s, job_run %s (with indexes) | enqueued %s | queued %s running %s finished %s | worker pid %s rss %s',
+    sql -c "SELECT format('%5s s | job %s, job_run %s (with indexes) | enqueued %s | queued %s running %s finished %s | worker pid %s: %s',
                           $1,
                           pg_size_pretty(pg_total_relation_size('jobs.job')),
                           pg_size_pretty(pg_total_relation_size('jobs.job_run')),

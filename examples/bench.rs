@@ -1,0 +1,423 @@
+//! The benchmark's load generator: runs each workload against `jobs` and
+//! against the cheapest plain SQL doing the same state transitions (the
+//! floor), and prints one markdown row per measurement.
+//!
+//!     cargo run --release --features bench --example bench -- DSN
+//!
+//! pg_test/bench.sh starts the cluster, runs this, and writes the table.
+//! BENCH_JOBS (default 100000) jobs are drained per drain run.
+
+use postgres::{Client, NoTls};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const FLOOR_SCHEMA: &str = "
+DROP SCHEMA IF EXISTS floor CASCADE;
+CREATE SCHEMA floor;
+CREATE TABLE floor.job (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    state text NOT NULL DEFAULT 'queued',
+    priority int NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL DEFAULT now(),
+    attempts int NOT NULL DEFAULT 0,
+    lease_until timestamptz,
+    worker_id text
+);
+CREATE INDEX ON floor.job (queue, priority, run_at, id) WHERE state = 'queued';
+";
+
+#[derive(Clone, Copy, PartialEq)]
+enum System {
+    Jobs,
+    Floor,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Jobs => "jobs",
+            System::Floor => "plain SQL",
+        }
+    }
+    fn enqueue_one(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT jobs.enqueue('noop', '{}', queue => 'bench')",
+            System::Floor => "INSERT INTO floor.job (queue, payload) VALUES ('bench', '{}')",
+        }
+    }
+    fn enqueue_many(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT count(*) FROM jobs.enqueue_batch('noop', $1::jsonb[], queue => 'bench')",
+            System::Floor => "INSERT INTO floor.job (queue, payload) SELECT 'bench', p FROM unnest($1::jsonb[]) p",
+        }
+    }
+    fn claim(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT id, lease_token::text FROM jobs.claim($1, 'bench', max_jobs => $2)",
+            System::Floor => {
+                "UPDATE floor.job j SET state = 'running', attempts = j.attempts + 1,
+                        lease_until = now() + interval '5 minutes', worker_id = $1
+                 FROM (SELECT id FROM floor.job WHERE state = 'queued' AND queue = 'bench' AND run_at <= now()
+                       ORDER BY priority, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) picked
+                 WHERE j.id = picked.id
+                 RETURNING j.id, NULL::text"
+            }
+        }
+    }
+    fn finish(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT 1 FROM jobs.complete($1, $2::text::uuid)",
+            System::Floor => {
+                "UPDATE floor.job SET state = 'completed', lease_until = NULL
+                 WHERE id = $1 AND state = 'running' AND $2::text IS NULL"
+            }
+        }
+    }
+    fn completed(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT count(*) FROM jobs.job WHERE queue = 'bench' AND state = 'completed'",
+            System::Floor => "SELECT count(*) FROM floor.job WHERE queue = 'bench' AND state = 'completed'",
+        }
+    }
+}
+
+fn connect(dsn: &str) -> Client {
+    Client::connect(dsn, NoTls).unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+fn reset(dsn: &str) {
+    let mut c = connect(dsn);
+    c.batch_execute("TRUNCATE jobs.job, jobs.job_run; TRUNCATE floor.job").unwrap();
+    c.batch_execute("VACUUM ANALYZE jobs.job, jobs.job_run, floor.job").unwrap();
+    c.batch_execute("CHECKPOINT").unwrap();
+}
+
+/// One transaction per job from `conns` connections for `secs` seconds.
+fn enqueue_single(dsn: &str, system: System, conns: usize, secs: u64) -> f64 {
+    reset(dsn);
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let (dsn, stop, barrier) = (dsn.to_string(), Arc::clone(&stop), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut c = connect(&dsn);
+                let stmt = c.prepare(system.enqueue_one()).unwrap();
+                barrier.wait();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    c.execute(&stmt, &[]).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn payloads(n: usize) -> Vec<serde_json::Value> {
+    (0..n).map(|i| serde_json::json!({ "n": i })).collect()
+}
+
+/// Batches of `batch` jobs in one statement from one connection.
+fn enqueue_batched(dsn: &str, system: System, batch: usize, secs: u64) -> f64 {
+    reset(dsn);
+    let mut c = connect(dsn);
+    let stmt = c.prepare(system.enqueue_many()).unwrap();
+    let batch_payloads = payloads(batch);
+    let started = Instant::now();
+    let mut total = 0usize;
+    while started.elapsed() < Duration::from_secs(secs) {
+        c.execute(&stmt, &[&batch_payloads]).unwrap();
+        total += batch;
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn fill(dsn: &str, system: System, jobs: usize) {
+    reset(dsn);
+    let mut c = connect(dsn);
+    let stmt = c.prepare(system.enqueue_many()).unwrap();
+    for start in (0..jobs).step_by(1000) {
+        c.execute(&stmt, &[&payloads((jobs - start).min(1000))]).unwrap();
+    }
+    c.batch_execute("VACUUM ANALYZE jobs.job, floor.job; CHECKPOINT").unwrap();
+}
+
+/// `conns` workers claim `max_jobs` at a time and finish each job in its own
+/// transaction, until nothing is left. Jobs/s from first claim to last finish.
+fn drain(dsn: &str, system: System, jobs: usize, conns: usize, max_jobs: i32) -> f64 {
+    fill(dsn, system, jobs);
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let handles: Vec<_> = (0..conns)
+        .map(|w| {
+            let (dsn, barrier) = (dsn.to_string(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut c = connect(&dsn);
+                let claim = c.prepare(system.claim()).unwrap();
+                let finish = c.prepare(system.finish()).unwrap();
+                let worker = format!("bench-{w}");
+                barrier.wait();
+                loop {
+                    let rows = c.query(&claim, &[&worker, &max_jobs]).unwrap();
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for row in rows {
+                        let (id, token): (i64, Option<String>) = (row.get(0), row.get(1));
+                        c.execute(&finish, &[&id, &token]).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let done: i64 = connect(dsn).query_one(system.completed(), &[]).unwrap().get(0);
+    assert_eq!(done as usize, jobs, "{} drain completed every job", system.name());
+    jobs as f64 / elapsed
+}
+
+/// Idle workers listening on `jobs`; a producer enqueues `count` jobs at
+/// `rate`/s; latency from enqueue commit to claim. Returns (p50, p99, max) ms.
+fn latency(dsn: &str, workers: usize, count: usize, rate: f64) -> (f64, f64, f64) {
+    reset(dsn);
+    let committed = Arc::new(Mutex::new(HashMap::<i64, Instant>::new()));
+    let claimed = Arc::new(Mutex::new(HashMap::<i64, Instant>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Barrier::new(workers + 1));
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let (dsn, claimed, stop, ready) =
+                (dsn.to_string(), Arc::clone(&claimed), Arc::clone(&stop), Arc::clone(&ready));
+            thread::spawn(move || {
+                let mut c = connect(&dsn);
+                c.batch_execute("LISTEN jobs").unwrap();
+                let claim = c.prepare(System::Jobs.claim()).unwrap();
+                let finish = c.prepare(System::Jobs.finish()).unwrap();
+                let worker = format!("latency-{w}");
+                ready.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    // Drain what is there, then sleep until notified (or 1 s).
+                    loop {
+                        let rows = c.query(&claim, &[&worker, &10i32]).unwrap();
+                        if rows.is_empty() {
+                            break;
+                        }
+                        let at = Instant::now();
+                        for row in &rows {
+                            claimed.lock().unwrap().insert(row.get(0), at);
+                        }
+                        for row in rows {
+                            let (id, token): (i64, Option<String>) = (row.get(0), row.get(1));
+                            c.execute(&finish, &[&id, &token]).unwrap();
+                        }
+                    }
+                    let mut notifications = c.notifications();
+                    let mut iter = notifications.timeout_iter(Duration::from_secs(1));
+                    let _ = fallible_iterator::FallibleIterator::next(&mut iter);
+                }
+            })
+        })
+        .collect();
+    ready.wait();
+    thread::sleep(Duration::from_millis(500));
+    let mut producer = connect(dsn);
+    let enqueue = producer.prepare("SELECT id FROM jobs.enqueue('noop', '{}', queue => 'bench')").unwrap();
+    let started = Instant::now();
+    for i in 0..count {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let id: i64 = producer.query_one(&enqueue, &[]).unwrap().get(0);
+        committed.lock().unwrap().insert(id, Instant::now());
+    }
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (committed, claimed) = (committed.lock().unwrap(), claimed.lock().unwrap());
+    let mut ms: Vec<f64> = committed
+        .iter()
+        .map(|(id, at)| {
+            let got = claimed.get(id).expect("every job was claimed");
+            // A claim can land before the producer's client saw its commit return.
+            got.saturating_duration_since(*at).as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
+    (pct(0.5), pct(0.99), *ms.last().unwrap())
+}
+
+/// Steady load for `secs`: a producer at `rate` jobs/s, 8 workers claiming
+/// 10 and completing each. With `hold`, a transaction sits idle from 30 % to
+/// 70 % of the run. Prints throughput and table sizes per 30 s; returns the
+/// throughput while held (or in the same window) over the throughput before.
+fn bloat(dsn: &str, rate: f64, secs: u64, hold: bool) -> f64 {
+    reset(dsn);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = {
+        let (dsn, stop) = (dsn.to_string(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut c = connect(&dsn);
+            let stmt = c.prepare(System::Jobs.enqueue_one()).unwrap();
+            let started = Instant::now();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+                c.execute(&stmt, &[]).unwrap();
+                i += 1;
+            }
+        })
+    };
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (dsn, stop, done) = (dsn.to_string(), Arc::clone(&stop), Arc::clone(&done));
+            thread::spawn(move || {
+                let mut c = connect(&dsn);
+                let claim = c.prepare(System::Jobs.claim()).unwrap();
+                let finish = c.prepare(System::Jobs.finish()).unwrap();
+                let worker = format!("bloat-{w}");
+                while !stop.load(Ordering::Relaxed) {
+                    let rows = c.query(&claim, &[&worker, &10i32]).unwrap();
+                    if rows.is_empty() {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    for row in rows {
+                        let (id, token): (i64, Option<String>) = (row.get(0), row.get(1));
+                        c.execute(&finish, &[&id, &token]).unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let (hold_from, hold_to) = (secs * 3 / 10, secs * 7 / 10);
+    let mut holder: Option<Client> = None;
+    let mut monitor = connect(dsn);
+    let started = Instant::now();
+    let (mut last, mut before, mut during) = (0u64, Vec::new(), Vec::new());
+    let mut t = 0;
+    while t < secs {
+        let step = 30.min(secs - t);
+        // Open or close the idle transaction on time within this window.
+        for _ in 0..step {
+            thread::sleep(Duration::from_secs(1));
+            let now = started.elapsed().as_secs();
+            if hold && holder.is_none() && (hold_from..hold_to).contains(&now) {
+                let mut c = connect(dsn);
+                c.batch_execute("BEGIN; SELECT txid_current()").unwrap();
+                holder = Some(c);
+            }
+            if now >= hold_to {
+                if let Some(mut c) = holder.take() {
+                    c.batch_execute("COMMIT").unwrap();
+                }
+            }
+        }
+        t += step;
+        let total = done.load(Ordering::Relaxed);
+        let per_sec = (total - last) as f64 / step as f64;
+        last = total;
+        let row = monitor
+            .query_one(
+                "SELECT pg_size_pretty(pg_total_relation_size('jobs.job')),
+                        pg_size_pretty(pg_total_relation_size('jobs.job_run'))",
+                &[],
+            )
+            .unwrap();
+        let (job, run): (String, String) = (row.get(0), row.get(1));
+        let held = t > hold_from && t <= hold_to;
+        let mark = match (hold, held) {
+            (false, _) => "",
+            (true, true) => " held |",
+            (true, false) => " |",
+        };
+        println!("| {t} s | {per_sec:.0} | {job} | {run} |{mark}");
+        if t <= hold_from {
+            before.push(per_sec);
+        } else if held {
+            during.push(per_sec);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    mean(&during) / mean(&before)
+}
+
+fn main() {
+    let dsn = std::env::args().nth(1).expect("usage: bench DSN");
+    let jobs: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    connect(&dsn).batch_execute(FLOOR_SCHEMA).unwrap();
+
+    println!("| workload | jobs jobs/s | plain SQL jobs/s | ratio |");
+    println!("|---|---|---|---|");
+    let row = |name: &str, ours: f64, floor: f64| {
+        println!("| {name} | {ours:.0} | {floor:.0} | {:.0} % |", 100.0 * ours / floor);
+    };
+    row(
+        "enqueue, 1 per transaction, 8 connections",
+        enqueue_single(&dsn, System::Jobs, 8, secs),
+        enqueue_single(&dsn, System::Floor, 8, secs),
+    );
+    row(
+        "enqueue_batch of 1,000, 1 connection",
+        enqueue_batched(&dsn, System::Jobs, 1000, secs),
+        enqueue_batched(&dsn, System::Floor, 1000, secs),
+    );
+    for conns in [8, 32] {
+        for max_jobs in [1, 10, 100] {
+            row(
+                &format!("drain {jobs}, {conns} workers, max_jobs {max_jobs}, complete each"),
+                drain(&dsn, System::Jobs, jobs, conns, max_jobs),
+                drain(&dsn, System::Floor, jobs, conns, max_jobs),
+            );
+        }
+    }
+    let (p50, p99, max) = latency(&dsn, 4, 1000, 100.0);
+    println!();
+    println!("Enqueue-to-claim latency, 4 idle workers on LISTEN jobs, 1,000 jobs at 100/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
+
+    let bloat_secs: u64 = std::env::var("BENCH_BLOAT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let bloat_rate: f64 = std::env::var("BENCH_BLOAT_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(300.0);
+    for hold in [false, true] {
+        println!();
+        println!(
+            "Steady load, {bloat_rate:.0} jobs/s for {bloat_secs} s{}:",
+            if hold { ", a transaction held idle from 30 % to 70 % of the run" } else { "" }
+        );
+        println!();
+        println!("| at | completed jobs/s | jobs.job | jobs.job_run |{}", if hold { " |" } else { "" });
+        println!("|---|---|---|---|{}", if hold { "---|" } else { "" });
+        let ratio = bloat(&dsn, bloat_rate, bloat_secs, hold);
+        println!();
+        println!("Throughput in the middle 40 % over the first 30 %: {:.0} %", ratio * 100.0);
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The benchmark: a throwaway cluster with fixed settings (fsync and
+# synchronous_commit on, shared_buffers 2GB, release build), `jobs` beside the
+# cheapest plain SQL doing the same state transitions, in the same run.
+# Prints the results and writes them to pg_test/bench-results.md.
+#
+#   bash pg_test/bench.sh
+#   BENCH_JOBS=20000 BENCH_BLOAT_SECONDS=120 bash pg_test/bench.sh   # shorter
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+out=${BENCH_OUT:-pg_test/bench-results.md}
+export JOBS_PGDATA=${JOBS_PGDATA:-/tmp/jobs-bench-cluster} JOBS_PGPORT=${JOBS_PGPORT:-28818} JOBS_BUILD=release
+export JOBS_EXTRA_CONF="shared_buffers = '2GB'
+fsync = on
+synchronous_commit = on
+jobs.retention = '60s'"
+trap 'bash pg_test/cluster.sh stop' EXIT
+bash pg_test/cluster.sh stop
+bash pg_test/cluster.sh start
+dsn=$(bash pg_test/cluster.sh dsn)
+cargo build --release --quiet --features bench --example bench
+
+{
+    echo "# jobs benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(psql "$dsn" -qAtX -c 'SELECT version()' | cut -d, -f1);"
+    echo "fsync and synchronous_commit on, shared_buffers 2GB, jobs.retention 60s."
+    echo "Command: \`bash pg_test/bench.sh\` (BENCH_JOBS=${BENCH_JOBS:-100000}, BENCH_SECONDS=${BENCH_SECONDS:-10}, BENCH_BLOAT_SECONDS=${BENCH_BLOAT_SECONDS:-300})."
+    echo
+    target/release/examples/bench "$dsn"
+    echo
+    bash pg_test/lateness.sh "$dsn"
+} | tee "$out"
