@@ -62,9 +62,9 @@ impl System {
             System::Floor => {
                 "UPDATE floor.job j SET state = 'running', attempts = j.attempts + 1,
                         lease_until = now() + interval '5 minutes', worker_id = $1
-                 FROM (SELECT id FROM floor.job WHERE state = 'queued' AND queue = 'bench' AND run_at <= now()
-                       ORDER BY priority, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) picked
-                 WHERE j.id = picked.id
+                 WHERE j.id = ANY (ARRAY(
+                     SELECT id FROM floor.job WHERE state = 'queued' AND queue = 'bench' AND run_at <= now()
+                     ORDER BY priority, run_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED))
                  RETURNING j.id, NULL::text"
             }
         }
@@ -152,7 +152,8 @@ fn fill(dsn: &str, system: System, jobs: usize) {
     for start in (0..jobs).step_by(1000) {
         c.execute(&stmt, &[&payloads((jobs - start).min(1000))]).unwrap();
     }
-    c.batch_execute("VACUUM ANALYZE jobs.job, floor.job; CHECKPOINT").unwrap();
+    c.batch_execute("VACUUM ANALYZE jobs.job, floor.job").unwrap();
+    c.batch_execute("CHECKPOINT").unwrap();
 }
 
 /// `conns` workers claim `max_jobs` at a time and finish each job in its own

@@ -30,29 +30,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    lease_for interval := jobs._lease_or_default(claim.lease);
+    lease_for interval := coalesce(claim.lease, jobs._default_lease());
 BEGIN
-    PERFORM jobs._check_not_null('worker_id', claim.worker_id);
-    PERFORM jobs._check_name('queue', claim.queue);
-    IF claim.max_jobs IS NULL OR claim.max_jobs < 1 THEN
+    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.max_jobs >= 1
+            AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
+    THEN
+        PERFORM jobs._lease_or_default(claim.lease);
+        PERFORM jobs._check_not_null('worker_id', claim.worker_id);
+        PERFORM jobs._check_name('queue', claim.queue);
         PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
                                      coalesce(claim.max_jobs::text, 'null')));
     END IF;
 
     -- SKIP LOCKED: rows another claimer is taking right now are passed over,
-    -- never waited for. The planner walks job_claim_idx in claim order.
+    -- never waited for. The subquery walks job_claim_idx in claim order; the
+    -- ids come back as an array so the update finds each row by primary key
+    -- (a join let the planner hash against a scan of the whole table).
     RETURN QUERY
-    WITH picked AS (
-        SELECT j.id
-        FROM jobs.job j
-        WHERE j.state = 'queued'
-          AND j.queue = claim.queue
-          AND j.run_at <= now()
-          AND (claim.job_types IS NULL OR j.job_type = ANY (claim.job_types))
-        ORDER BY j.priority, j.run_at, j.id
-        LIMIT claim.max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
+    WITH claimed AS (
         UPDATE jobs.job j
         SET state = 'running',
             attempts = j.attempts + 1,
@@ -61,8 +56,16 @@ BEGIN
             worker_id = claim.worker_id,
             started_at = now(),
             updated_at = now()
-        FROM picked
-        WHERE j.id = picked.id
+        WHERE j.id = ANY (ARRAY(
+            SELECT p.id
+            FROM jobs.job p
+            WHERE p.state = 'queued'
+              AND p.queue = claim.queue
+              AND p.run_at <= now()
+              AND (claim.job_types IS NULL OR p.job_type = ANY (claim.job_types))
+            ORDER BY p.priority, p.run_at, p.id
+            LIMIT claim.max_jobs
+            FOR UPDATE SKIP LOCKED))
         RETURNING j.*
     )
     SELECT * FROM claimed c ORDER BY c.priority, c.run_at, c.id;
@@ -79,11 +82,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    lease_for interval := jobs._lease_or_default(extend_lease.lease);
+    lease_for interval := coalesce(extend_lease.lease, jobs._default_lease());
     new_until timestamptz;
 BEGIN
-    PERFORM jobs._check_not_null('job_id', extend_lease.job_id);
-    PERFORM jobs._check_not_null('lease_token', extend_lease.lease_token);
+    IF NOT coalesce(extend_lease.job_id IS NOT NULL AND extend_lease.lease_token IS NOT NULL
+            AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
+    THEN
+        PERFORM jobs._lease_or_default(extend_lease.lease);
+        PERFORM jobs._check_not_null('job_id', extend_lease.job_id);
+        PERFORM jobs._check_not_null('lease_token', extend_lease.lease_token);
+    END IF;
 
     UPDATE jobs.job j
     SET lease_until = now() + lease_for, updated_at = now()

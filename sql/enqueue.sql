@@ -39,14 +39,35 @@ AS $$
 DECLARE
     inserted jobs.job;
 BEGIN
-    PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.run_at, enqueue.priority, enqueue.max_attempts);
-    PERFORM jobs._check_not_null('payload', enqueue.payload);
-    -- Keys live in a btree, whose entries must stay under ~2.7 kB.
-    IF enqueue.idempotency_key = '' THEN
-        PERFORM jobs._invalid('idempotency_key must not be empty');
-    ELSIF length(enqueue.idempotency_key) > 255 THEN
+    IF NOT coalesce(jobs._is_name(enqueue.job_type) AND jobs._is_name(enqueue.queue)
+            AND enqueue.priority IS NOT NULL AND enqueue.payload IS NOT NULL
+            AND coalesce(enqueue.max_attempts >= 1, true) AND coalesce(isfinite(enqueue.run_at), true)
+            AND coalesce(enqueue.idempotency_key <> '' AND length(enqueue.idempotency_key) <= 255, true), false)
+    THEN
+        PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.run_at, enqueue.priority,
+                                    enqueue.max_attempts);
+        PERFORM jobs._check_not_null('payload', enqueue.payload);
+        -- Keys live in a btree, whose entries must stay under ~2.7 kB.
+        IF enqueue.idempotency_key = '' THEN
+            PERFORM jobs._invalid('idempotency_key must not be empty');
+        END IF;
         PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters',
                                      jobs._quote(enqueue.idempotency_key)));
+    END IF;
+
+    IF enqueue.idempotency_key IS NULL THEN
+        -- Without a key, no conflict is possible: skip ON CONFLICT's
+        -- speculative insertion.
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
+        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
+                coalesce(enqueue.run_at, now()),
+                coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
+        RETURNING * INTO inserted;
+        IF inserted.run_at <= now() THEN
+            -- Identical notifications in one transaction are delivered once.
+            PERFORM pg_notify('jobs', inserted.queue);
+        END IF;
+        RETURN inserted;
     END IF;
 
     -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
@@ -62,7 +83,6 @@ BEGIN
         RETURNING * INTO inserted;
         IF FOUND THEN
             IF inserted.run_at <= now() THEN
-                -- Identical notifications in one transaction are delivered once.
                 PERFORM pg_notify('jobs', inserted.queue);
             END IF;
             RETURN inserted;

@@ -20,6 +20,13 @@ AS $$
     SELECT '"' || CASE WHEN length(value) > 64 THEN left(value, 64) || '...' ELSE value END || '"'
 $$;
 
+-- The hot paths test validity with these inlinable predicates (SQL-standard
+-- bodies, bound when the extension is created, so no search_path reaches
+-- them) and call the raising checks below only when a test fails.
+CREATE FUNCTION jobs._is_name(value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN value IS NOT NULL AND value <> '' AND length(value) <= 128;
+
 -- A queue or job type: present, not empty, at most 128 characters.
 CREATE FUNCTION jobs._check_name(what text, value text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE

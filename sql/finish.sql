@@ -6,14 +6,6 @@
 -- changes nothing, and the attempt's history row is written in the same
 -- transaction.
 
-CREATE FUNCTION jobs._record_run(finished jobs.job, outcome text, error text) RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
-    VALUES (finished.id, finished.attempts, finished.worker_id, outcome, finished.started_at, now(), error)
-$$;
-
 CREATE FUNCTION jobs.complete(
     job_id bigint,
     lease_token uuid,
@@ -26,8 +18,10 @@ AS $$
 DECLARE
     done jobs.job;
 BEGIN
-    PERFORM jobs._check_not_null('job_id', complete.job_id);
-    PERFORM jobs._check_not_null('lease_token', complete.lease_token);
+    IF complete.job_id IS NULL OR complete.lease_token IS NULL THEN
+        PERFORM jobs._check_not_null('job_id', complete.job_id);
+        PERFORM jobs._check_not_null('lease_token', complete.lease_token);
+    END IF;
 
     UPDATE jobs.job j
     SET state = 'completed',
@@ -43,7 +37,8 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(complete.job_id);
     END IF;
-    PERFORM jobs._record_run(done, 'completed', NULL);
+    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+    VALUES (done.id, done.attempts, done.worker_id, 'completed', done.started_at, done.finished_at);
     RETURN done;
 END
 $$;
@@ -62,13 +57,17 @@ AS $$
 DECLARE
     failed_job jobs.job;
 BEGIN
-    PERFORM jobs._check_not_null('job_id', fail.job_id);
-    PERFORM jobs._check_not_null('lease_token', fail.lease_token);
-    PERFORM jobs._check_not_null('error', fail.error);
-    PERFORM jobs._check_not_null('retryable', fail.retryable);
-    IF fail.retry_in < interval '0' THEN
-        PERFORM jobs._invalid(format('retry_in must not be negative, not %s', jobs._quote(fail.retry_in::text)));
-    ELSIF fail.retry_in > interval '100 years' THEN
+    IF NOT coalesce(fail.job_id IS NOT NULL AND fail.lease_token IS NOT NULL AND fail.error IS NOT NULL
+            AND fail.retryable IS NOT NULL
+            AND coalesce(fail.retry_in >= interval '0' AND fail.retry_in <= interval '100 years', true), false)
+    THEN
+        PERFORM jobs._check_not_null('job_id', fail.job_id);
+        PERFORM jobs._check_not_null('lease_token', fail.lease_token);
+        PERFORM jobs._check_not_null('error', fail.error);
+        PERFORM jobs._check_not_null('retryable', fail.retryable);
+        IF fail.retry_in < interval '0' THEN
+            PERFORM jobs._invalid(format('retry_in must not be negative, not %s', jobs._quote(fail.retry_in::text)));
+        END IF;
         PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
     END IF;
 
@@ -91,7 +90,9 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(fail.job_id);
     END IF;
-    PERFORM jobs._record_run(failed_job, 'failed', fail.error);
+    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+    VALUES (failed_job.id, failed_job.attempts, failed_job.worker_id, 'failed', failed_job.started_at,
+            failed_job.updated_at, fail.error);
     IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
         PERFORM pg_notify('jobs', failed_job.queue);
     END IF;
@@ -119,7 +120,8 @@ BEGIN
     -- A running attempt ends here: record it. Its worker's token stops
     -- working because lease_token is cleared.
     IF job.state = 'running' THEN
-        PERFORM jobs._record_run(job, 'canceled', NULL);
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        VALUES (job.id, job.attempts, job.worker_id, 'canceled', job.started_at, now());
     END IF;
     UPDATE jobs.job j
     SET state = 'canceled', lease_token = NULL, lease_until = NULL,

@@ -68,13 +68,7 @@ DECLARE
     recovered bigint;
     requeued_queues text[];
 BEGIN
-    WITH expired AS (
-        SELECT j.id FROM jobs.job j
-        WHERE j.state = 'running' AND j.lease_until < now()
-        ORDER BY j.lease_until
-        LIMIT batch_size
-        FOR UPDATE SKIP LOCKED
-    ), moved AS (
+    WITH moved AS (
         UPDATE jobs.job j
         SET state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::jobs.job_state,
             run_at = CASE WHEN j.attempts < j.max_attempts THEN now() ELSE j.run_at END,
@@ -83,8 +77,12 @@ BEGIN
             lease_token = NULL,
             lease_until = NULL,
             updated_at = now()
-        FROM expired
-        WHERE j.id = expired.id
+        WHERE j.id = ANY (ARRAY(
+            SELECT e.id FROM jobs.job e
+            WHERE e.state = 'running' AND e.lease_until < now()
+            ORDER BY e.lease_until
+            LIMIT batch_size
+            FOR UPDATE SKIP LOCKED))
         RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state
     ), history AS (
         INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
@@ -109,15 +107,16 @@ DECLARE
     pruned bigint;
 BEGIN
     WITH doomed AS (
-        SELECT j.id FROM jobs.job j
-        WHERE j.finished_at < now() - retention
-        ORDER BY j.finished_at
-        LIMIT batch_size
-        FOR UPDATE SKIP LOCKED
+        SELECT ARRAY(
+            SELECT j.id FROM jobs.job j
+            WHERE j.finished_at < now() - retention
+            ORDER BY j.finished_at
+            LIMIT batch_size
+            FOR UPDATE SKIP LOCKED) AS ids
     ), history AS (
-        DELETE FROM jobs.job_run r USING doomed WHERE r.job_id = doomed.id
+        DELETE FROM jobs.job_run r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
     )
-    DELETE FROM jobs.job j USING doomed WHERE j.id = doomed.id;
+    DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[]);
     GET DIAGNOSTICS pruned = ROW_COUNT;
     RETURN pruned;
 END

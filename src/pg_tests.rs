@@ -235,8 +235,16 @@ mod tests {
 
     #[pg_test]
     fn claim_rejects_bad_input() {
+        // A claim that let bad input through would take this job.
+        run("SELECT jobs.enqueue('t')");
         assert_error("SELECT jobs.claim('w1', max_jobs => 0)", "22023", "max_jobs must be at least 1, not 0");
         assert_error("SELECT jobs.claim('w1', max_jobs => NULL)", "22023", "max_jobs must be at least 1, not null");
+        assert_error(
+            "SELECT jobs.claim('w1', max_jobs => NULL, lease => NULL)",
+            "22023",
+            "max_jobs must be at least 1, not null",
+        );
+        check("SELECT count(*) = 0 FROM jobs.job WHERE state = 'running'");
         assert_error("SELECT jobs.claim('w1', lease => '0')", "22023", "lease must be positive, not \"00:00:00\"");
         assert_error("SELECT jobs.claim('w1', lease => '-1 s')", "22023", "lease must be positive, not \"-00:00:01\"");
         assert_error(
