@@ -7,7 +7,7 @@
 -- Checks shared by both enqueue functions (and jobs.schedule). run_at and
 -- max_attempts may be NULL (now, jobs.default_max_attempts).
 CREATE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -1,9 +1,10 @@
 -- The one place the SQL API raises its errors: every user error has the
 -- contract's SQLSTATE and a PostgreSQL-style message (lower case, value quoted).
+-- Functions that raise are VOLATILE, so the planner never folds a call.
 
 -- 22023 invalid_parameter_value
 CREATE FUNCTION jobs._invalid(message text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -29,7 +30,7 @@ RETURN value IS NOT NULL AND value <> '' AND length(value) <= 128;
 
 -- A queue or job type: present, not empty, at most 128 characters.
 CREATE FUNCTION jobs._check_name(what text, value text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -44,7 +45,7 @@ END
 $$;
 
 CREATE FUNCTION jobs._check_not_null(what text, value anyelement) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -55,7 +56,7 @@ END
 $$;
 
 CREATE FUNCTION jobs._raise_missing(job_id bigint) RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -65,12 +66,32 @@ END
 $$;
 
 CREATE FUNCTION jobs._raise_wrong_state(job_id bigint, current jobs.job_state, wanted text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
         MESSAGE = format('job %s is %s, not %s', job_id, current, wanted);
+END
+$$;
+
+-- Locks a job for an operator's transition; P0002 when it does not exist,
+-- 55000 when its state is not one of `allowed`.
+CREATE FUNCTION jobs._lock_job(job_id bigint, allowed jobs.job_state[], wanted text) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job jobs.job;
+BEGIN
+    PERFORM jobs._check_not_null('job_id', job_id);
+    SELECT * INTO job FROM jobs.job j WHERE j.id = _lock_job.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_missing(job_id);
+    ELSIF job.state <> ALL (allowed) THEN
+        PERFORM jobs._raise_wrong_state(job_id, job.state, wanted);
+    END IF;
+    RETURN job;
 END
 $$;
 

@@ -108,14 +108,7 @@ AS $$
 DECLARE
     job jobs.job;
 BEGIN
-    PERFORM jobs._check_not_null('job_id', cancel.job_id);
-
-    SELECT * INTO job FROM jobs.job j WHERE j.id = cancel.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM jobs._raise_missing(cancel.job_id);
-    ELSIF job.state NOT IN ('queued', 'running') THEN
-        PERFORM jobs._raise_wrong_state(cancel.job_id, job.state, 'queued or running');
-    END IF;
+    job := jobs._lock_job(cancel.job_id, '{queued,running}', 'queued or running');
 
     -- A running attempt ends here: record it. Its worker's token stops
     -- working because lease_token is cleared.
@@ -140,14 +133,7 @@ AS $$
 DECLARE
     job jobs.job;
 BEGIN
-    PERFORM jobs._check_not_null('job_id', retry_now.job_id);
-
-    SELECT * INTO job FROM jobs.job j WHERE j.id = retry_now.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM jobs._raise_missing(retry_now.job_id);
-    ELSIF job.state NOT IN ('failed', 'canceled', 'queued') THEN
-        PERFORM jobs._raise_wrong_state(retry_now.job_id, job.state, 'failed, canceled or queued');
-    END IF;
+    job := jobs._lock_job(retry_now.job_id, '{failed,canceled,queued}', 'failed, canceled or queued');
 
     -- A finished job starts over with all its attempts; a queued one only
     -- stops waiting.

@@ -3,7 +3,7 @@
 -- src/cron.rs); it raises 22023 for a bad expression or time zone.
 
 CREATE FUNCTION jobs._raise_no_schedule(name text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
