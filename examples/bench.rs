@@ -78,6 +78,15 @@ impl System {
             }
         }
     }
+    fn finish_many(self) -> &'static str {
+        match self {
+            System::Jobs => "SELECT count(*) FROM jobs.complete_batch($1, $2::text[]::uuid[])",
+            System::Floor => {
+                "UPDATE floor.job SET state = 'completed', lease_until = NULL
+                 WHERE id = ANY ($1) AND state = 'running' AND cardinality($2::text[]) >= 0"
+            }
+        }
+    }
     fn completed(self) -> &'static str {
         match self {
             System::Jobs => "SELECT count(*) FROM jobs.job WHERE queue = 'bench' AND state = 'completed'",
@@ -157,8 +166,9 @@ fn fill(dsn: &str, system: System, jobs: usize) {
 }
 
 /// `conns` workers claim `max_jobs` at a time and finish each job in its own
-/// transaction, until nothing is left. Jobs/s from first claim to last finish.
-fn drain(dsn: &str, system: System, jobs: usize, conns: usize, max_jobs: i32) -> f64 {
+/// transaction (or, `batched`, all claimed jobs in one statement), until
+/// nothing is left. Jobs/s from first claim to last finish.
+fn drain(dsn: &str, system: System, jobs: usize, conns: usize, max_jobs: i32, batched: bool) -> f64 {
     fill(dsn, system, jobs);
     let barrier = Arc::new(Barrier::new(conns + 1));
     let handles: Vec<_> = (0..conns)
@@ -168,12 +178,19 @@ fn drain(dsn: &str, system: System, jobs: usize, conns: usize, max_jobs: i32) ->
                 let mut c = connect(&dsn);
                 let claim = c.prepare(system.claim()).unwrap();
                 let finish = c.prepare(system.finish()).unwrap();
+                let finish_many = c.prepare(system.finish_many()).unwrap();
                 let worker = format!("bench-{w}");
                 barrier.wait();
                 loop {
                     let rows = c.query(&claim, &[&worker, &max_jobs]).unwrap();
                     if rows.is_empty() {
                         break;
+                    }
+                    if batched {
+                        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                        let tokens: Vec<Option<String>> = rows.iter().map(|r| r.get(1)).collect();
+                        c.execute(&finish_many, &[&ids, &tokens]).unwrap();
+                        continue;
                     }
                     for row in rows {
                         let (id, token): (i64, Option<String>) = (row.get(0), row.get(1));
@@ -397,10 +414,17 @@ fn main() {
         for max_jobs in [1, 10, 100] {
             row(
                 &format!("drain {jobs}, {conns} workers, max_jobs {max_jobs}, complete each"),
-                drain(&dsn, System::Jobs, jobs, conns, max_jobs),
-                drain(&dsn, System::Floor, jobs, conns, max_jobs),
+                drain(&dsn, System::Jobs, jobs, conns, max_jobs, false),
+                drain(&dsn, System::Floor, jobs, conns, max_jobs, false),
             );
         }
+    }
+    for max_jobs in [10, 100] {
+        row(
+            &format!("drain {jobs}, 8 workers, max_jobs {max_jobs}, complete_batch (floor: one UPDATE)"),
+            drain(&dsn, System::Jobs, jobs, 8, max_jobs, true),
+            drain(&dsn, System::Floor, jobs, 8, max_jobs, true),
+        );
     }
     let (p50, p99, max) = latency(&dsn, 4, 1000, 100.0);
     println!();

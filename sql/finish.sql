@@ -149,3 +149,57 @@ BEGIN
     RETURN job;
 END
 $$;
+
+-- Many completions in one statement and one commit: for workers that claim
+-- in batches. All or nothing: if any job is not running under its token,
+-- the call raises P0002 or 55000 for the first such job and completes none.
+CREATE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    expected int := cardinality(complete_batch.job_ids);
+    completed_ids bigint[];
+    offender bigint;
+BEGIN
+    IF complete_batch.job_ids IS NULL OR complete_batch.lease_tokens IS NULL THEN
+        PERFORM jobs._check_not_null('job_ids', complete_batch.job_ids);
+        PERFORM jobs._check_not_null('lease_tokens', complete_batch.lease_tokens);
+    ELSIF expected <> cardinality(complete_batch.lease_tokens) THEN
+        PERFORM jobs._invalid(format('job_ids and lease_tokens must have the same length, not %s and %s',
+                                     expected, cardinality(complete_batch.lease_tokens)));
+    ELSIF array_position(complete_batch.job_ids, NULL) IS NOT NULL
+          OR array_position(complete_batch.lease_tokens, NULL) IS NOT NULL THEN
+        PERFORM jobs._invalid('job_ids and lease_tokens must not contain null');
+    ELSIF (SELECT count(DISTINCT i) FROM unnest(complete_batch.job_ids) i) <> expected THEN
+        PERFORM jobs._invalid('job_ids must not repeat');
+    END IF;
+
+    -- Rows by primary key (= ANY), each checked against its own token.
+    WITH done AS (
+        UPDATE jobs.job j
+        SET state = 'completed', lease_token = NULL, lease_until = NULL,
+            finished_at = now(), updated_at = now()
+        WHERE j.id = ANY (complete_batch.job_ids)
+          AND j.state = 'running'
+          AND (j.id, j.lease_token) IN (SELECT * FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens))
+        RETURNING j.*
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        SELECT d.id, d.attempts, d.worker_id, 'completed', d.started_at, d.finished_at FROM done d
+    )
+    SELECT coalesce(array_agg(d.id), '{}') INTO completed_ids FROM done d;
+
+    IF cardinality(completed_ids) < expected THEN
+        -- Raising undoes the completions above: all or nothing.
+        SELECT b.id INTO offender
+        FROM unnest(complete_batch.job_ids) WITH ORDINALITY AS b (id, n)
+        WHERE b.id <> ALL (completed_ids)
+        ORDER BY b.n
+        LIMIT 1;
+        PERFORM jobs._raise_not_held(offender);
+    END IF;
+    RETURN QUERY SELECT * FROM jobs.job j WHERE j.id = ANY (completed_ids) ORDER BY j.id;
+END
+$$;

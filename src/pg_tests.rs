@@ -731,4 +731,55 @@ mod tests {
         check(&format!("SELECT count(*) = 0 FROM jobs.job_run WHERE job_id = {old}"));
         check(&format!("SELECT count(*) = 1 FROM jobs.job_run WHERE job_id = {recent}"));
     }
+
+    #[pg_test]
+    fn complete_batch_completes_all_or_nothing() {
+        let (a, ta) = claimed("q", 3);
+        let (b, tb) = claimed("q", 3);
+        check(&format!(
+            "SELECT array_agg(id ORDER BY id) = ARRAY[{a}, {b}]::bigint[] AND bool_and(state = 'completed' AND finished_at = now())
+             FROM jobs.complete_batch(ARRAY[{b}, {a}]::bigint[], ARRAY['{tb}', '{ta}']::uuid[])"
+        ));
+        check(&format!(
+            "SELECT count(*) = 2 AND bool_and(outcome = 'completed') FROM jobs.job_run WHERE job_id IN ({a}, {b})"
+        ));
+        check("SELECT count(*) = 0 FROM jobs.complete_batch('{}', '{}')");
+
+        let (c, tc) = claimed("q", 3);
+        let (d, _) = claimed("q", 3);
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}, {d}]::bigint[], ARRAY['{tc}', gen_random_uuid()]::uuid[])"),
+            "55000",
+            &format!("lease token does not match the current lease of job {d}"),
+        );
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}, {a}]::bigint[], ARRAY['{tc}', '{ta}']::uuid[])"),
+            "55000",
+            &format!("job {a} is completed, not running"),
+        );
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}, -5]::bigint[], ARRAY['{tc}', gen_random_uuid()]::uuid[])"),
+            "P0002",
+            "job -5 does not exist",
+        );
+        check(&format!("SELECT state = 'running' FROM jobs.job WHERE id = {c}"));
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}]::bigint[], ARRAY['{tc}', '{tc}']::uuid[])"),
+            "22023",
+            "job_ids and lease_tokens must have the same length, not 1 and 2",
+        );
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}, {c}]::bigint[], ARRAY['{tc}', '{tc}']::uuid[])"),
+            "22023",
+            "job_ids must not repeat",
+        );
+        assert_error(
+            &format!("SELECT jobs.complete_batch(ARRAY[{c}, NULL]::bigint[], ARRAY['{tc}', '{tc}']::uuid[])"),
+            "22023",
+            "job_ids and lease_tokens must not contain null",
+        );
+        assert_error("SELECT jobs.complete_batch(NULL, '{}')", "22023", "job_ids must not be null");
+        check(&format!("SELECT state = 'running' FROM jobs.job WHERE id = {c}"));
+        check(&format!("SELECT count(*) = 0 FROM jobs.job_run WHERE job_id IN ({c}, {d})"));
+    }
 }

@@ -158,7 +158,15 @@ fn call(rng: &mut Rng, pool: &Pool) -> (&'static str, String, Vec<Arg>) {
               vec![b(Box::new(if !pool.schedules.is_empty() && rng.chance(2) { Some(pool.schedules[0].clone()) } else { text(rng, pool) }))]),
         12 => ("next_run", "SELECT jobs.next_run($1, $2, $3::text::timestamptz)".into(),
               vec![b(Box::new(cron(rng))), b(Box::new(zone(rng))), b(Box::new(timestamp(rng)))]),
-        13 => ("tick", "SELECT count(*) FROM jobs.tick()".into(), vec![]),
+        13 if rng.chance(2) => ("tick", "SELECT count(*) FROM jobs.tick()".into(), vec![]),
+        13 => {
+            let n = rng.below(4);
+            let ids: Vec<Option<i64>> = (0..n).map(|_| job_id(rng, pool)).collect();
+            let tokens: Vec<Option<String>> = (0..n.max(rng.below(4))).map(|_| token(rng, pool)).collect();
+            let (ids, tokens) = if rng.chance(8) { (None, Some(tokens)) } else { (Some(ids), Some(tokens)) };
+            ("complete_batch", "SELECT count(*) FROM jobs.complete_batch($1, $2::text[]::uuid[])".into(),
+             vec![b(Box::new(ids)), b(Box::new(tokens))])
+        }
         _ => ("next_run defaults", "SELECT jobs.next_run($1)".into(), vec![b(Box::new(cron(rng)))]),
     }
 }

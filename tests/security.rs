@@ -49,6 +49,7 @@ const EVERY_CALL: &[&str] = &[
     "SELECT jobs.claim('w')",
     "SELECT jobs.extend_lease(1, gen_random_uuid())",
     "SELECT jobs.complete(1, gen_random_uuid())",
+    "SELECT jobs.complete_batch('{}', '{}')",
     "SELECT jobs.fail(1, gen_random_uuid(), 'e')",
     "SELECT jobs.cancel(1)",
     "SELECT jobs.retry_now(1)",
@@ -85,7 +86,8 @@ fn a_producer_can_only_enqueue_and_a_worker_can_only_work() {
         .batch_execute(&format!(
             "GRANT USAGE ON SCHEMA jobs TO {producer_role}, {worker_role};
              GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.enqueue_batch TO {producer_role};
-             GRANT EXECUTE ON FUNCTION jobs.claim, jobs.extend_lease, jobs.complete, jobs.fail TO {worker_role};"
+             GRANT EXECUTE ON FUNCTION jobs.claim, jobs.extend_lease, jobs.complete, jobs.complete_batch, jobs.fail
+                 TO {worker_role};"
         ))
         .unwrap();
     let queue = fresh_name("grants");
@@ -105,6 +107,9 @@ fn a_producer_can_only_enqueue_and_a_worker_can_only_work() {
     worker.execute("SELECT jobs.extend_lease($1, $2::text::uuid)", &[&ids[0].0, &ids[0].1]).unwrap();
     worker.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&ids[0].0, &ids[0].1]).unwrap();
     worker.execute("SELECT jobs.fail($1, $2::text::uuid, 'no')", &[&ids[1].0, &ids[1].1]).unwrap();
+    worker
+        .execute("SELECT jobs.complete_batch(ARRAY[$1::bigint], ARRAY[$2::text::uuid])", &[&ids[2].0, &ids[2].1])
+        .unwrap();
     let work = ["jobs.claim", "jobs.extend_lease", "jobs.complete", "jobs.fail"];
     for sql in EVERY_CALL.iter().filter(|sql| !work.iter().any(|w| sql.contains(w))) {
         denied(&mut worker, sql);
