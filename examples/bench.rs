@@ -297,16 +297,18 @@ fn bloat(dsn: &str, rate: f64, secs: u64, hold: bool) -> f64 {
         let (dsn, stop) = (dsn.to_string(), Arc::clone(&stop));
         thread::spawn(move || {
             let mut c = connect(&dsn);
-            let stmt = c.prepare(System::Jobs.enqueue_one()).unwrap();
+            let stmt = c.prepare(System::Jobs.enqueue_many()).unwrap();
+            // Every 10 ms, one enqueue_batch of the jobs due by then: a rate
+            // of thousands per second that one connection can keep.
             let started = Instant::now();
-            let mut i = 0u64;
+            let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let due = started + Duration::from_secs_f64(i as f64 / rate);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(wait);
+                thread::sleep(Duration::from_millis(10));
+                let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                if due > sent {
+                    c.execute(&stmt, &[&payloads((due - sent) as usize)]).unwrap();
+                    sent = due;
                 }
-                c.execute(&stmt, &[]).unwrap();
-                i += 1;
             }
         })
     };
@@ -395,54 +397,89 @@ fn main() {
     let secs: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     connect(&dsn).batch_execute(FLOOR_SCHEMA).unwrap();
 
+    // BENCH_ONLY=drain,latency,... runs a part (enqueue, drain, batch,
+    // latency, bloat); all by default.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+
     println!("| workload | jobs jobs/s | plain SQL jobs/s | ratio |");
     println!("|---|---|---|---|");
     let row = |name: &str, ours: f64, floor: f64| {
         println!("| {name} | {ours:.0} | {floor:.0} | {:.0} % |", 100.0 * ours / floor);
     };
-    row(
-        "enqueue, 1 per transaction, 8 connections",
-        enqueue_single(&dsn, System::Jobs, 8, secs),
-        enqueue_single(&dsn, System::Floor, 8, secs),
-    );
-    row(
-        "enqueue_batch of 1,000, 1 connection",
-        enqueue_batched(&dsn, System::Jobs, 1000, secs),
-        enqueue_batched(&dsn, System::Floor, 1000, secs),
-    );
-    for conns in [8, 32] {
-        for max_jobs in [1, 10, 100] {
+    if part("enqueue") {
+        row(
+            "enqueue, 1 per transaction, 8 connections",
+            enqueue_single(&dsn, System::Jobs, 8, secs),
+            enqueue_single(&dsn, System::Floor, 8, secs),
+        );
+        row(
+            "enqueue_batch of 1,000, 1 connection",
+            enqueue_batched(&dsn, System::Jobs, 1000, secs),
+            enqueue_batched(&dsn, System::Floor, 1000, secs),
+        );
+    }
+    // The steady load of the bloat runs is half of this drain rate.
+    let mut reference_drain = None;
+    // BENCH_WORKERS=8 and BENCH_MAX_JOBS=100 narrow the drain runs.
+    let list = |var: &str, default: &[i32]| -> Vec<i32> {
+        std::env::var(var)
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_else(|_| default.to_vec())
+    };
+    let (worker_counts, claim_sizes) = (list("BENCH_WORKERS", &[8, 32]), list("BENCH_MAX_JOBS", &[1, 10, 100]));
+    if part("drain") {
+        for &conns in &worker_counts {
+            for &max_jobs in &claim_sizes {
+                let ours = drain(&dsn, System::Jobs, jobs, conns as usize, max_jobs, false);
+                if (conns, max_jobs) == (8, 10) {
+                    reference_drain = Some(ours);
+                }
+                row(
+                    &format!("drain {jobs}, {conns} workers, max_jobs {max_jobs}, complete each"),
+                    ours,
+                    drain(&dsn, System::Floor, jobs, conns as usize, max_jobs, false),
+                );
+            }
+        }
+    }
+    if part("batch") {
+        for max_jobs in [10, 100] {
             row(
-                &format!("drain {jobs}, {conns} workers, max_jobs {max_jobs}, complete each"),
-                drain(&dsn, System::Jobs, jobs, conns, max_jobs, false),
-                drain(&dsn, System::Floor, jobs, conns, max_jobs, false),
+                &format!("drain {jobs}, 8 workers, max_jobs {max_jobs}, complete_batch (floor: one UPDATE)"),
+                drain(&dsn, System::Jobs, jobs, 8, max_jobs, true),
+                drain(&dsn, System::Floor, jobs, 8, max_jobs, true),
             );
         }
     }
-    for max_jobs in [10, 100] {
-        row(
-            &format!("drain {jobs}, 8 workers, max_jobs {max_jobs}, complete_batch (floor: one UPDATE)"),
-            drain(&dsn, System::Jobs, jobs, 8, max_jobs, true),
-            drain(&dsn, System::Floor, jobs, 8, max_jobs, true),
-        );
-    }
-    let (p50, p99, max) = latency(&dsn, 4, 1000, 100.0);
-    println!();
-    println!("Enqueue-to-claim latency, 4 idle workers on LISTEN jobs, 1,000 jobs at 100/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
-
-    let bloat_secs: u64 = std::env::var("BENCH_BLOAT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let bloat_rate: f64 = std::env::var("BENCH_BLOAT_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(300.0);
-    for hold in [false, true] {
+    if part("latency") {
+        let (p50, p99, max) = latency(&dsn, 4, 1000, 100.0);
         println!();
         println!(
-            "Steady load, {bloat_rate:.0} jobs/s for {bloat_secs} s{}:",
-            if hold { ", a transaction held idle from 30 % to 70 % of the run" } else { "" }
+            "Enqueue-to-claim latency, 4 idle workers on LISTEN jobs, 1,000 jobs at 100/s: \
+             p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
         );
-        println!();
-        println!("| at | completed jobs/s | jobs.job | jobs.job_run |{}", if hold { " |" } else { "" });
-        println!("|---|---|---|---|{}", if hold { "---|" } else { "" });
-        let ratio = bloat(&dsn, bloat_rate, bloat_secs, hold);
-        println!();
-        println!("Throughput in the middle 40 % over the first 30 %: {:.0} %", ratio * 100.0);
+    }
+    if part("bloat") {
+        let bloat_secs: u64 = std::env::var("BENCH_BLOAT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+        let given: Option<f64> = std::env::var("BENCH_BLOAT_RATE").ok().and_then(|v| v.parse().ok());
+        let (bloat_rate, why) = match (given, reference_drain) {
+            (Some(rate), _) => (rate, ""),
+            (None, Some(drain)) => ((drain / 2.0).round(), " (half the drain rate of 8 workers, max_jobs 10)"),
+            (None, None) => (300.0, ""),
+        };
+        for hold in [false, true] {
+            println!();
+            println!(
+                "Steady load, {bloat_rate:.0} jobs/s{why} for {bloat_secs} s{}:",
+                if hold { ", a transaction held idle from 30 % to 70 % of the run" } else { "" }
+            );
+            println!();
+            println!("| at | completed jobs/s | jobs.job | jobs.job_run |{}", if hold { " |" } else { "" });
+            println!("|---|---|---|---|{}", if hold { "---|" } else { "" });
+            let ratio = bloat(&dsn, bloat_rate, bloat_secs, hold);
+            println!();
+            println!("Throughput in the middle 40 % over the first 30 %: {:.0} %", ratio * 100.0);
+        }
     }
 }

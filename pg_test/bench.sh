@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-out=${BENCH_OUT:-pg_test/bench-results.md}
+# BENCH_ONLY=drain,latency (parts: enqueue, drain, batch, latency, bloat,
+# lateness) runs a part and writes its table elsewhere.
+only=${BENCH_ONLY:-}
+if [ -z "$only" ]; then out=${BENCH_OUT:-pg_test/bench-results.md}; else out=${BENCH_OUT:-/tmp/jobs-bench-partial.md}; fi
 export JOBS_PGDATA=${JOBS_PGDATA:-/tmp/jobs-bench-cluster} JOBS_PGPORT=${JOBS_PGPORT:-28818} JOBS_BUILD=release
 export JOBS_EXTRA_CONF="shared_buffers = '2GB'
 fsync = on
@@ -26,9 +29,11 @@ cargo build --release --quiet --features bench --example bench
     echo
     echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(psql "$dsn" -qAtX -c 'SELECT version()' | cut -d, -f1);"
     echo "fsync and synchronous_commit on, shared_buffers 2GB, jobs.retention 60s."
-    echo "Command: \`bash pg_test/bench.sh\` (BENCH_JOBS=${BENCH_JOBS:-100000}, BENCH_SECONDS=${BENCH_SECONDS:-10}, BENCH_BLOAT_SECONDS=${BENCH_BLOAT_SECONDS:-300})."
+    echo "Command: \`bash pg_test/bench.sh\` (BENCH_JOBS=${BENCH_JOBS:-100000}, BENCH_SECONDS=${BENCH_SECONDS:-10}, BENCH_BLOAT_SECONDS=${BENCH_BLOAT_SECONDS:-300}${BENCH_BLOAT_RATE:+, BENCH_BLOAT_RATE=$BENCH_BLOAT_RATE}${BENCH_ONLY:+, BENCH_ONLY=$BENCH_ONLY})."
     echo
     target/release/examples/bench "$dsn"
-    echo
-    bash pg_test/lateness.sh "$dsn"
+    if [ -z "$only" ] || [[ ",$only," == *,lateness,* ]]; then
+        echo
+        bash pg_test/lateness.sh "$dsn"
+    fi
 } | tee "$out"

@@ -27,6 +27,12 @@ CREATE FUNCTION jobs.claim(
 ) RETURNS SETOF jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- The claim query's cost depends on max_jobs only through LIMIT, which a
+-- generic plan estimates at 10 % of the rows: PostgreSQL then judges the
+-- generic plan dearer than a custom one and replans on every call (about
+-- 300 µs, more than the claim itself). The generic plan is the same index
+-- scan on job_claim_idx.
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE

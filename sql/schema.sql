@@ -75,8 +75,12 @@ CREATE TABLE jobs.job (
 
 -- The claim path: due queued jobs of one queue in claim order.
 CREATE INDEX job_claim_idx ON jobs.job (queue, priority, run_at, id) WHERE state = 'queued';
--- Lease recovery: running jobs by expiry.
-CREATE INDEX job_lease_idx ON jobs.job (lease_until) WHERE state = 'running';
+-- Lease recovery: running jobs by expiry. Exactly the running jobs (see
+-- job_lease_iff_running), but the predicate must not be `state = 'running'`:
+-- complete, fail and extend_lease say `state = 'running'` beside `id = $1`,
+-- and the planner, seeing few running jobs in the statistics, would scan every
+-- running job through this index for each call instead of using the primary key.
+CREATE INDEX job_lease_idx ON jobs.job (lease_until) WHERE lease_until IS NOT NULL;
 -- Pruning: finished jobs by age.
 CREATE INDEX job_finished_idx ON jobs.job (finished_at) WHERE finished_at IS NOT NULL;
 -- Idempotent enqueue: ON CONFLICT on this index makes it race-free.

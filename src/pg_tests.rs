@@ -512,6 +512,28 @@ mod tests {
                FROM jobs.stats('empty')");
     }
 
+    /// Index scans of this transaction on `index` so far.
+    fn index_scans(index: &str) -> i64 {
+        one::<i64>(&format!("SELECT pg_stat_get_xact_numscans('jobs.{index}'::regclass)"))
+    }
+
+    #[pg_test]
+    fn finishing_finds_the_job_by_primary_key_among_many_running() {
+        // Statistics taken while nothing runs make the running jobs look
+        // rare: a lease index on `state = 'running'` was then preferred, and
+        // every complete scanned all running jobs.
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[2000]), queue => 'plan')");
+        run("ANALYZE jobs.job");
+        run("CREATE TEMP TABLE held AS SELECT id, lease_token FROM jobs.claim('w1', 'plan', max_jobs => 500)");
+        let (lease_scans, pkey_scans) = (index_scans("job_lease_idx"), index_scans("job_pkey"));
+        run("SELECT count(jobs.extend_lease(id, lease_token)) FROM held");
+        run("SELECT count(jobs.complete(id, lease_token)) FROM held WHERE id % 2 = 0");
+        run("SELECT count(jobs.fail(id, lease_token, 'e')) FROM held WHERE id % 2 = 1");
+        assert_eq!(index_scans("job_lease_idx"), lease_scans);
+        assert!(index_scans("job_pkey") >= pkey_scans + 1000);
+        check("SELECT count(*) = 250 FROM jobs.job WHERE queue = 'plan' AND state = 'completed'");
+    }
+
     #[pg_test]
     fn constraints_refuse_an_impossible_state() {
         let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
