@@ -59,24 +59,15 @@ CREATE TABLE jobs.job (
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- when the current (or last) attempt was claimed; copied into jobs.job_run
     started_at      timestamptz,
-    finished_at     timestamptz,
-    CONSTRAINT job_queue_valid CHECK (pg_catalog.length(queue) BETWEEN 1 AND 128),
-    CONSTRAINT job_type_valid CHECK (pg_catalog.length(job_type) BETWEEN 1 AND 128),
-    CONSTRAINT job_attempts_valid CHECK (attempts >= 0 AND attempts <= max_attempts),
-    CONSTRAINT job_max_attempts_valid CHECK (max_attempts >= 1),
-    CONSTRAINT job_finished_iff_terminal
-        CHECK ((finished_at IS NOT NULL) = (state IN ('completed', 'failed', 'canceled'))),
-    CONSTRAINT job_lease_iff_running
-        CHECK ((lease_token IS NOT NULL) = (state = 'running')
-           AND (lease_until IS NOT NULL) = (state = 'running')),
-    CONSTRAINT job_running_is_attempt
-        CHECK (state <> 'running' OR (attempts >= 1 AND started_at IS NOT NULL AND worker_id IS NOT NULL))
+    finished_at     timestamptz
+    -- The state machine's invariants: one CHECK constraint, added by
+    -- sql/invariants.sql once the function it calls exists.
 );
 
 -- The claim path: due queued jobs of one queue in claim order.
 CREATE INDEX job_claim_idx ON jobs.job (queue, priority, run_at, id) WHERE state = 'queued';
 -- Lease recovery: running jobs by expiry. Exactly the running jobs (see
--- job_lease_iff_running), but the predicate must not be `state = 'running'`:
+-- sql/invariants.sql), but the predicate must not be `state = 'running'`:
 -- complete, fail and extend_lease say `state = 'running'` beside `id = $1`,
 -- and the planner, seeing few running jobs in the statistics, would scan every
 -- running job through this index for each call instead of using the primary key.

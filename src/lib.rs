@@ -8,12 +8,14 @@ mod backoff;
 mod cron;
 mod error;
 mod guc;
+mod invariants;
 mod schedule;
 mod worker;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["schema", invariants::job_row_valid]);
 extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema"]);
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
 extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);

@@ -541,6 +541,21 @@ mod tests {
         assert!(err.starts_with("23514:"), "{err}");
         let err = error_of(&format!("UPDATE jobs.job SET state = 'running' WHERE id = {id}"));
         assert!(err.starts_with("23514:"), "{err}");
+        for change in [
+            "lease_token = gen_random_uuid()",
+            "finished_at = now()",
+            "attempts = max_attempts + 1",
+            "queue = ''",
+            "worker_id = 'w', started_at = now(), attempts = 1, state = 'running', lease_token = gen_random_uuid()",
+        ] {
+            let err = error_of(&format!("UPDATE jobs.job SET {change} WHERE id = {id}"));
+            assert!(err.starts_with("23514:") && err.contains("job_valid"), "{change}: {err}");
+        }
+        // The same with the lease's end too is a valid running job.
+        run(&format!(
+            "UPDATE jobs.job SET worker_id = 'w', started_at = now(), attempts = 1, state = 'running',
+                                 lease_token = gen_random_uuid(), lease_until = now() WHERE id = {id}"
+        ));
     }
 
     #[pg_test]

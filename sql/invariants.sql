@@ -1,0 +1,9 @@
+-- The job state machine's invariants, whatever code writes to jobs.job
+-- (src/invariants.rs says why they are one function, and lists them):
+-- queue and job type of 1 to 128 characters; 0 <= attempts <= max_attempts,
+-- max_attempts >= 1; finished_at set exactly in the terminal states;
+-- lease_token and lease_until set exactly while running; a running job is an
+-- attempt (attempts >= 1, started_at and worker_id set).
+ALTER TABLE jobs.job ADD CONSTRAINT job_valid
+    CHECK (jobs._job_row_valid(state::text, queue, job_type, attempts, max_attempts,
+                               lease_token, lease_until, worker_id, started_at, finished_at));
