@@ -95,6 +95,14 @@ impl System {
     }
 }
 
+/// Sets jobs.retention for the server, the background worker included.
+fn set_retention(dsn: &str, retention: &str) {
+    let mut c = connect(dsn);
+    c.batch_execute(&format!("ALTER SYSTEM SET jobs.retention = '{retention}'")).unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_secs(2));
+}
+
 fn connect(dsn: &str) -> Client {
     Client::connect(dsn, NoTls).unwrap_or_else(|e| panic!("connect: {e}"))
 }
@@ -421,6 +429,8 @@ fn main() {
     }
     // The steady load of the bloat runs is half of this drain rate.
     let mut reference_drain = None;
+    // Drains count completed jobs at the end: none may be pruned meanwhile.
+    set_retention(&dsn, "1d");
     // BENCH_WORKERS=8 and BENCH_MAX_JOBS=100 narrow the drain runs.
     let list = |var: &str, default: &[i32]| -> Vec<i32> {
         std::env::var(var)
@@ -468,6 +478,8 @@ fn main() {
             (None, Some(drain)) => ((drain / 2.0).round(), " (half the drain rate of 8 workers, max_jobs 10)"),
             (None, None) => (300.0, ""),
         };
+        // Pruning must run during the steady load: the table should level off.
+        set_retention(&dsn, "60s");
         for hold in [false, true] {
             println!();
             println!(
