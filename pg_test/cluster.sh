@@ -41,6 +41,12 @@ install_extension() {
         install -m 644 "$file" "$target.new"
         mv -f "$target.new" "$target"
     done
+    # Install scripts of earlier releases, for `CREATE EXTENSION jobs VERSION`
+    # and the upgrade test (the package has the current one and the updates).
+    for file in sql/jobs--*.sql; do
+        install -m 644 "$file" "$ext/$(basename "$file").new"
+        mv -f "$ext/$(basename "$file").new" "$ext/$(basename "$file")"
+    done
     chmod 755 "$lib/jobs.so"
     rm -rf "$out" "$out.log"
 }

@@ -14,21 +14,13 @@ RETURNS TABLE (
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT s.* FROM jobs.queue_stats s WHERE $1 IS NULL
+    UNION ALL
     -- A queue asked for by name gets its row even when it has no jobs.
-    WITH wanted AS (
-        SELECT j.queue FROM jobs.job j WHERE $1 IS NULL GROUP BY j.queue
-        UNION
-        SELECT $1 WHERE $1 IS NOT NULL
-    )
-    SELECT w.queue,
-           count(j.id) FILTER (WHERE j.state = 'queued'),
-           count(j.id) FILTER (WHERE j.state = 'running'),
-           count(j.id) FILTER (WHERE j.state = 'completed'),
-           count(j.id) FILTER (WHERE j.state = 'failed'),
-           count(j.id) FILTER (WHERE j.state = 'canceled'),
-           now() - min(j.run_at) FILTER (WHERE j.state = 'queued' AND j.run_at <= now())
-    FROM wanted w
-    LEFT JOIN jobs.job j ON j.queue = w.queue
-    GROUP BY w.queue
-    ORDER BY w.queue
+    SELECT $1, coalesce(s.queued, 0), coalesce(s.running, 0), coalesce(s.completed, 0),
+           coalesce(s.failed, 0), coalesce(s.canceled, 0), s.oldest_queued_age
+    FROM (SELECT) one
+    LEFT JOIN jobs.queue_stats s ON s.queue = $1
+    WHERE $1 IS NOT NULL
+    ORDER BY 1
 $$;

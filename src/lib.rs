@@ -20,7 +20,8 @@ extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema"])
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
 extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
-extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["schema"]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
+extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["views"]);
 extension_sql_file!("../sql/schedule.sql", name = "schedule", requires = ["errors", "enqueue"]);
 extension_sql_file!("../sql/maintenance.sql", name = "maintenance", requires = ["errors"]);
 extension_sql_file!("../sql/database_check.sql", name = "database_check", requires = ["schema"]);

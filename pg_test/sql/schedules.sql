@@ -1,0 +1,59 @@
+-- Schedules: jobs.schedule, unschedule, pause_schedule, resume_schedule, and
+-- the cron engine itself, jobs.next_run.
+\set VERBOSITY verbose
+\set SHOW_CONTEXT never
+\set ON_ERROR_ROLLBACK on
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO';
+SET IntervalStyle = 'postgres';
+BEGIN;
+-- Job ids (they appear in messages) start at 1000001 in every run: the
+-- sequence is restarted inside the transaction, and rolled back with it.
+ALTER SEQUENCE jobs.job_id_seq RESTART WITH 1000001;
+
+-- next_run: the first firing strictly after `after`.
+SELECT jobs.next_run('*/15 * * * *', 'UTC', '2026-01-01 10:07:00+00');
+SELECT jobs.next_run('0 9 * * MON-FRI', 'America/New_York', '2026-03-06 15:00:00+00');   -- Friday 10:00 EST: next Monday
+SELECT jobs.next_run('30 10 1 * *', 'UTC', '2026-01-31 12:00:00+00');                   -- 1st of the month
+SELECT jobs.next_run('*/10 * * * * *', 'UTC', '2026-01-01 10:00:05+00');                -- 6 fields: seconds
+SELECT jobs.next_run('@daily', 'Europe/Paris', '2026-06-01 12:00:00+00');
+SELECT jobs.next_run('0 12 13 * FRI', 'UTC', '2026-02-01 00:00:00+00');                 -- the 13th OR a Friday (Vixie)
+-- DST: 02:30 does not exist on 2026-03-29 in Paris (fires at 03:00 local,
+-- the first instant after the gap); 02:30 happens twice on 2026-10-25 (fires once, the first time).
+SELECT jobs.next_run('30 2 * * *', 'Europe/Paris', '2026-03-28 12:00:00+00');
+SELECT jobs.next_run('30 2 * * *', 'Europe/Paris', '2026-10-24 12:00:00+00');
+SELECT jobs.next_run('30 2 * * *', 'Europe/Paris', '2026-10-25 00:30:00+00');
+
+-- Create a schedule: next_run_at is its next occurrence from now.
+SELECT name, cron, timezone, job_type, payload, queue, enabled,
+       next_run_at = jobs.next_run(cron, timezone, now()) AS next_run_at_computed, last_run_at
+FROM jobs.schedule('nightly', '0 3 * * *', 'nightly_report', '{"full": true}',
+                   timezone => 'Europe/Paris', queue => 'reports');
+
+-- The same name replaces it.
+SELECT name, cron, timezone, job_type, payload, priority
+FROM jobs.schedule('nightly', '0 4 * * *', 'nightly_report', priority => 2);
+SELECT count(*) FROM jobs.schedule WHERE name = 'nightly';
+
+-- Pause: no next run; resume: the next occurrence from now (missed ones are skipped).
+SELECT name, enabled, next_run_at FROM jobs.pause_schedule('nightly');
+SELECT name, enabled, next_run_at = jobs.next_run(cron, timezone, now()) AS next_from_now
+FROM jobs.resume_schedule('nightly');
+
+-- Created paused.
+SELECT name, enabled, next_run_at FROM jobs.schedule('someday', '0 0 1 1 *', 'noop', enabled => false);
+
+-- Unschedule: true when it existed.
+SELECT jobs.unschedule('someday');
+SELECT jobs.unschedule('someday');
+
+-- Bad schedules change nothing.
+SELECT jobs.schedule('bad', '61 * * * *', 'noop');
+SELECT jobs.schedule('bad', '0 0 30 2 *', 'noop');
+SELECT jobs.schedule('bad', '0 3 * * *', 'noop', timezone => 'Mars/Olympus_Mons');
+SELECT jobs.schedule('', '0 3 * * *', 'noop');
+SELECT jobs.pause_schedule('missing');
+SELECT jobs.next_run('* * *');
+SELECT count(*) AS bad_schedules FROM jobs.schedule WHERE name IN ('bad', '');
+
+ROLLBACK;
