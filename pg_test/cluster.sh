@@ -58,7 +58,8 @@ start() {
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
         rm -rf "$PGDATA"
         install -d -o postgres -g postgres -m 700 "$PGDATA"
-        as_postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust --no-instructions >/dev/null
+        as_postgres "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+            --no-instructions >/dev/null
         cat >>"$PGDATA/postgresql.conf" <<CONF
 port = $PGPORT
 listen_addresses = '127.0.0.1'

@@ -44,7 +44,8 @@ if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null \
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$clients/python/requirements.txt"
     cp "$clients/python/requirements.txt" "$venv/requirements.txt"
 fi
-if ! cmp -s "$clients/node/package-lock.json" "$clients/node/node_modules/.package-lock.json" 2>/dev/null; then
+if ! cmp -s "$clients/node/package-lock.json" "$clients/node/node_modules/.installed-from-lock.json"; then
     echo "setup: installing the Node client's packages"
     (cd "$clients/node" && npm ci --silent --no-audit --no-fund)
+    cp "$clients/node/package-lock.json" "$clients/node/node_modules/.installed-from-lock.json"
 fi

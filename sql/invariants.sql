@@ -5,5 +5,6 @@
 -- lease_token and lease_until set exactly while running; a running job is an
 -- attempt (attempts >= 1, started_at and worker_id set).
 ALTER TABLE jobs.job ADD CONSTRAINT job_valid
-    CHECK (jobs._job_row_valid(state::text, queue, job_type, attempts, max_attempts,
-                               lease_token, lease_until, worker_id, started_at, finished_at));
+    CHECK (jobs._job_row_valid(state::text, pg_catalog.length(queue), pg_catalog.length(job_type),
+                               attempts, max_attempts, lease_token, lease_until,
+                               worker_id IS NOT NULL, started_at, finished_at));

@@ -17,8 +17,8 @@ ALTER TABLE jobs.job
     DROP CONSTRAINT job_running_is_attempt;
 
 CREATE FUNCTION jobs._job_row_valid(
-    state text, queue text, job_type text, attempts int, max_attempts int, lease_token uuid,
-    lease_until timestamptz, worker_id text, started_at timestamptz, finished_at timestamptz
+    state text, queue_length int, job_type_length int, attempts int, max_attempts int, lease_token uuid,
+    lease_until timestamptz, has_worker boolean, started_at timestamptz, finished_at timestamptz
 ) RETURNS bool
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c
@@ -26,8 +26,9 @@ AS 'MODULE_PATHNAME', 'job_row_valid_wrapper';
 REVOKE ALL ON FUNCTION jobs._job_row_valid FROM PUBLIC;
 
 ALTER TABLE jobs.job ADD CONSTRAINT job_valid
-    CHECK (jobs._job_row_valid(state::text, queue, job_type, attempts, max_attempts,
-                               lease_token, lease_until, worker_id, started_at, finished_at));
+    CHECK (jobs._job_row_valid(state::text, pg_catalog.length(queue), pg_catalog.length(job_type),
+                               attempts, max_attempts, lease_token, lease_until,
+                               worker_id IS NOT NULL, started_at, finished_at));
 
 -- The lease index's predicate no longer matches complete, fail and
 -- extend_lease, which must find their job by primary key.

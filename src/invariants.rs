@@ -11,13 +11,15 @@
 use pgrx::prelude::*;
 
 /// The longest queue and job type name, in characters.
-const MAX_NAME: usize = 128;
+const MAX_NAME: i32 = 128;
 
-/// One job row's columns that the invariants relate.
+/// One job row's columns that the invariants relate. Text columns arrive as
+/// their length in characters or as present/absent: counted by PostgreSQL in
+/// the database's encoding, which need not be UTF-8.
 pub struct JobRow<'a> {
     pub state: Option<&'a str>,
-    pub queue: Option<&'a str>,
-    pub job_type: Option<&'a str>,
+    pub queue_length: Option<i32>,
+    pub job_type_length: Option<i32>,
     pub attempts: Option<i32>,
     pub max_attempts: Option<i32>,
     pub has_lease_token: bool,
@@ -27,8 +29,8 @@ pub struct JobRow<'a> {
     pub has_finished_at: bool,
 }
 
-fn valid_name(name: Option<&str>) -> bool {
-    name.is_some_and(|n| (1..=MAX_NAME).contains(&n.chars().count()))
+fn valid_name_length(length: Option<i32>) -> bool {
+    length.is_some_and(|n| (1..=MAX_NAME).contains(&n))
 }
 
 impl JobRow<'_> {
@@ -44,8 +46,8 @@ impl JobRow<'_> {
         };
         let running = state == "running";
         let terminal = matches!(state, "completed" | "failed" | "canceled");
-        valid_name(self.queue)
-            && valid_name(self.job_type)
+        valid_name_length(self.queue_length)
+            && valid_name_length(self.job_type_length)
             && max_attempts >= 1
             && (0..=max_attempts).contains(&attempts)
             && self.has_finished_at == terminal
@@ -56,30 +58,31 @@ impl JobRow<'_> {
 }
 
 /// Not STRICT: a NULL where the invariants demand a value must fail the
-/// check, not pass it as a NULL result would.
+/// check, not pass it as a NULL result would. `state` is the enum's label
+/// (ASCII in any encoding).
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(immutable, parallel_safe, name = "_job_row_valid")]
 fn job_row_valid(
     state: Option<&str>,
-    queue: Option<&str>,
-    job_type: Option<&str>,
+    queue_length: Option<i32>,
+    job_type_length: Option<i32>,
     attempts: Option<i32>,
     max_attempts: Option<i32>,
     lease_token: Option<pgrx::Uuid>,
     lease_until: Option<TimestampWithTimeZone>,
-    worker_id: Option<&str>,
+    has_worker: Option<bool>,
     started_at: Option<TimestampWithTimeZone>,
     finished_at: Option<TimestampWithTimeZone>,
 ) -> bool {
     JobRow {
         state,
-        queue,
-        job_type,
+        queue_length,
+        job_type_length,
         attempts,
         max_attempts,
         has_lease_token: lease_token.is_some(),
         has_lease_until: lease_until.is_some(),
-        has_worker: worker_id.is_some(),
+        has_worker: has_worker == Some(true),
         has_started_at: started_at.is_some(),
         has_finished_at: finished_at.is_some(),
     }
@@ -93,8 +96,8 @@ mod unit_tests {
     fn queued() -> JobRow<'static> {
         JobRow {
             state: Some("queued"),
-            queue: Some("default"),
-            job_type: Some("email"),
+            queue_length: Some(7),
+            job_type_length: Some(5),
             attempts: Some(0),
             max_attempts: Some(3),
             has_lease_token: false,
@@ -130,7 +133,6 @@ mod unit_tests {
 
     #[test]
     fn broken_rows_are_refused() {
-        let long = "x".repeat(129);
         let broken = [
             JobRow { has_lease_token: false, ..running() },
             JobRow { has_lease_until: false, ..running() },
@@ -142,16 +144,15 @@ mod unit_tests {
             JobRow { attempts: Some(4), ..queued() },
             JobRow { attempts: Some(-1), ..queued() },
             JobRow { max_attempts: Some(0), attempts: Some(0), ..queued() },
-            JobRow { queue: Some(""), ..queued() },
-            JobRow { job_type: Some(&long), ..queued() },
+            JobRow { queue_length: Some(0), ..queued() },
+            JobRow { job_type_length: Some(129), ..queued() },
             JobRow { state: None, ..queued() },
             JobRow { attempts: None, ..queued() },
-            JobRow { queue: None, ..queued() },
+            JobRow { queue_length: None, ..queued() },
         ];
         for (i, row) in broken.iter().enumerate() {
             assert!(!row.valid(), "case {i}");
         }
-        let accented = "é".repeat(128);
-        assert!(JobRow { queue: Some(&accented), ..queued() }.valid(), "characters, not bytes");
+        assert!(JobRow { queue_length: Some(128), job_type_length: Some(1), ..queued() }.valid());
     }
 }

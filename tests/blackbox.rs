@@ -366,3 +366,34 @@ fn client_cancel_in_the_middle_of_complete_leaves_the_job_running_under_its_leas
     client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]).expect("the lease still holds");
     assert_eq!(queue_state(&mut client, &queue).3, 1);
 }
+
+#[test]
+fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
+    // The state machine's CHECK counts name lengths with PostgreSQL's
+    // length(), in the database's encoding: LATIN1 'é' is one character.
+    let name = "jobs_latin1_test";
+    let mut admin = connect();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .unwrap();
+    let dsn = common::dsn().replace("dbname=postgres", &format!("dbname={name}"));
+    let mut db = common::connect_to(&dsn);
+    db.batch_execute("CREATE EXTENSION jobs").unwrap();
+    let queue = "é".repeat(128);
+    db.execute("SELECT jobs.enqueue('tâche', queue => $1)", &[&queue]).unwrap();
+    let row = db.query_one("SELECT id, lease_token::text FROM jobs.claim('wörker', $1)", &[&queue]).unwrap();
+    let (id, token): (i64, String) = (row.get(0), row.get(1));
+    let state: String = db
+        .query_one("SELECT state::text FROM jobs.complete($1, $2::text::uuid)", &[&id, &token])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "completed");
+    let too_long = "é".repeat(129);
+    let err = db.execute("SELECT jobs.enqueue('t', queue => $1)", &[&too_long]).unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    drop(db);
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+}
