@@ -519,9 +519,10 @@ mod tests {
 
     #[pg_test]
     fn finishing_finds_the_job_by_primary_key_among_many_running() {
-        // Statistics taken while nothing runs make the running jobs look
-        // rare: a lease index on `state = 'running'` was then preferred, and
-        // every complete scanned all running jobs.
+        // Statistics taken while nothing runs make running jobs look rare:
+        // a lease index whose predicate is `state = 'running'` would then be
+        // preferred to the primary key, and each call would scan every
+        // running job.
         run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[2000]), queue => 'plan')");
         run("ANALYZE jobs.job");
         run("CREATE TEMP TABLE held AS SELECT id, lease_token FROM jobs.claim('w1', 'plan', max_jobs => 500)");
