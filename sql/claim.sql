@@ -27,12 +27,15 @@ CREATE FUNCTION jobs.claim(
 ) RETURNS SETOF jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- The claim query's cost depends on max_jobs only through LIMIT, which a
--- generic plan estimates at 10 % of the rows: PostgreSQL then judges the
--- generic plan dearer than a custom one and replans on every call (about
--- 300 µs, more than the claim itself). The generic plan is the same index
--- scan on job_claim_idx.
+-- One plan per session. The claim query's cost depends on max_jobs only
+-- through LIMIT, which a generic plan estimates at 10 % of the rows:
+-- PostgreSQL then judges the generic plan dearer than a custom one and
+-- replans on every call (about 300 µs, more than the claim itself).
 SET plan_cache_mode = force_generic_plan
+-- That plan lives as long as the session, and one made while the table was
+-- empty would scan the table and sort: it must be the walk of
+-- job_claim_idx (and primary-key lookups) whatever the statistics said then.
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -85,6 +88,7 @@ CREATE FUNCTION jobs.extend_lease(
 ) RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -13,6 +13,7 @@ CREATE FUNCTION jobs.complete(
 ) RETURNS jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -52,6 +53,7 @@ CREATE FUNCTION jobs.fail(
 ) RETURNS jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -156,6 +158,7 @@ $$;
 CREATE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -35,8 +35,20 @@ ALTER TABLE jobs.job ADD CONSTRAINT job_valid
 DROP INDEX jobs.job_lease_idx;
 CREATE INDEX job_lease_idx ON jobs.job (lease_until) WHERE lease_until IS NOT NULL;
 
--- Claim keeps one generic plan instead of replanning on every call.
+-- Claim keeps one generic plan instead of replanning on every call, and that
+-- plan walks the claim index whatever the statistics said when it was made.
 ALTER FUNCTION jobs.claim(text, text, int, interval, text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION jobs.claim(text, text, int, interval, text[]) SET enable_seqscan = off;
+-- The same for every function that finds jobs by id or by lease expiry: their
+-- plans are kept as long as the session and must not be table scans made
+-- while the table was nearly empty.
+ALTER FUNCTION jobs.extend_lease(bigint, uuid, interval) SET enable_seqscan = off;
+ALTER FUNCTION jobs.complete(bigint, uuid, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION jobs.fail(bigint, uuid, text, interval, boolean) SET enable_seqscan = off;
+ALTER FUNCTION jobs.complete_batch(bigint[], uuid[]) SET enable_seqscan = off;
+ALTER FUNCTION jobs._lock_job(bigint, jobs.job_state[], text) SET enable_seqscan = off;
+ALTER FUNCTION jobs._recover_leases(int) SET enable_seqscan = off;
+ALTER FUNCTION jobs._prune(interval, int) SET enable_seqscan = off;
 
 -- Operators' views (sql/views.sql); jobs.stats() now reads jobs.queue_stats.
 -- One row per queue that has jobs: what jobs.stats() returns.

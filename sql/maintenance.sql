@@ -63,6 +63,7 @@ $$;
 CREATE FUNCTION jobs._recover_leases(batch_size int) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 DECLARE
     recovered bigint;
@@ -102,6 +103,7 @@ $$;
 CREATE FUNCTION jobs._prune(retention interval, batch_size int) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 DECLARE
     pruned bigint;

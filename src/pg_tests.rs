@@ -536,6 +536,39 @@ mod tests {
     }
 
     #[pg_test]
+    fn workers_keep_to_the_indexes_when_the_queue_grows_after_their_plans() {
+        // A session keeps the plans of claim (from its first call) and of
+        // the finishing calls (generic from their sixth): made while the
+        // table was nearly empty they must still be index scans, or every
+        // call would read the whole table once jobs pile up.
+        run("ANALYZE jobs.job");
+        run("SELECT count(*) FROM jobs.claim('w1', 'grow')");
+        for _ in 0..8 {
+            run("SELECT jobs.enqueue('t', queue => 'grow')");
+            run("CREATE TEMP TABLE IF NOT EXISTS held (id bigint, lease_token uuid)");
+            run("INSERT INTO held SELECT id, lease_token FROM jobs.claim('w1', 'grow')");
+            run("SELECT jobs.extend_lease(id, lease_token) FROM held");
+            run("SELECT jobs.complete(id, lease_token) FROM held");
+            run("TRUNCATE held");
+        }
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[5000]), queue => 'grow')");
+        let table_scans = one::<i64>("SELECT pg_stat_get_xact_numscans('jobs.job'::regclass)");
+        let claim_scans = index_scans("job_claim_idx");
+        for _ in 0..10 {
+            run("INSERT INTO held SELECT id, lease_token FROM jobs.claim('w1', 'grow', max_jobs => 10)");
+        }
+        run("SELECT count(jobs.extend_lease(id, lease_token)) FROM held");
+        run("SELECT count(jobs.complete(id, lease_token)) FROM held WHERE id % 3 = 0");
+        run("SELECT count(jobs.fail(id, lease_token, 'e')) FROM held WHERE id % 3 = 1");
+        run("SELECT count(*) FROM jobs.complete_batch(
+                 ARRAY(SELECT id FROM held WHERE id % 3 = 2 ORDER BY id),
+                 ARRAY(SELECT lease_token FROM held WHERE id % 3 = 2 ORDER BY id))");
+        assert_eq!(one::<i64>("SELECT pg_stat_get_xact_numscans('jobs.job'::regclass)"), table_scans);
+        assert_eq!(index_scans("job_claim_idx"), claim_scans + 10);
+        check("SELECT count(*) = 0 FROM jobs.job WHERE queue = 'grow' AND state = 'running'");
+    }
+
+    #[pg_test]
     fn constraints_refuse_an_impossible_state() {
         let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
         let err = error_of(&format!("UPDATE jobs.job SET state = 'completed' WHERE id = {id}"));
