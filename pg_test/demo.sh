@@ -44,9 +44,11 @@ while :; do
 done
 
 echo
-echo "== jobs.stats()"
-sql -c "SELECT * FROM jobs.stats()"
+echo "== jobs.queue_stats (the view; jobs.stats() returns the same)"
+sql -c "SELECT * FROM jobs.queue_stats"
 echo "== attempt history (jobs.job_run)"
 sql -c "SELECT r.job_id, j.job_type, r.attempt, r.worker_id, r.outcome, r.error
         FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id ORDER BY r.job_id, r.id"
+echo "== jobs.recent_failures (the operators' view of failed attempts)"
+sql -c "SELECT job_id, job_type, state, attempts, outcome, error FROM jobs.recent_failures"
 echo "The cluster is still running: bash pg_test/cluster.sh psql  (stop: bash pg_test/cluster.sh stop)"
