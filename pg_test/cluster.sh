@@ -44,6 +44,7 @@ install_extension() {
     # Install scripts of earlier releases, for `CREATE EXTENSION jobs VERSION`
     # and the upgrade test (the package has the current one and the updates).
     for file in sql/jobs--*.sql; do
+        [[ $file == sql/jobs--*--*.sql ]] && continue
         install -m 644 "$file" "$ext/$(basename "$file").new"
         mv -f "$ext/$(basename "$file").new" "$ext/$(basename "$file")"
     done

@@ -546,9 +546,9 @@ mod tests {
         // call would read the whole table once jobs pile up.
         run("ANALYZE jobs.job");
         run("SELECT count(*) FROM jobs.claim('w1', 'grow')");
+        run("CREATE TEMP TABLE held (id bigint, lease_token uuid)");
         for _ in 0..8 {
             run("SELECT jobs.enqueue('t', queue => 'grow')");
-            run("CREATE TEMP TABLE IF NOT EXISTS held (id bigint, lease_token uuid)");
             run("INSERT INTO held SELECT id, lease_token FROM jobs.claim('w1', 'grow')");
             run("SELECT jobs.extend_lease(id, lease_token) FROM held");
             run("SELECT jobs.complete(id, lease_token) FROM held");

@@ -372,14 +372,7 @@ fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
     // The state machine's CHECK counts name lengths with PostgreSQL's
     // length(), in the database's encoding: LATIN1 'é' is one character.
     let name = "jobs_latin1_test";
-    let mut admin = connect();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-    admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {name} ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
-        ))
-        .unwrap();
-    let dsn = common::dsn().replace("dbname=postgres", &format!("dbname={name}"));
+    let dsn = common::create_database(name, "ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
     let mut db = common::connect_to(&dsn);
     db.batch_execute("CREATE EXTENSION jobs").unwrap();
     let queue = "é".repeat(128);
@@ -395,5 +388,5 @@ fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
     let err = db.execute("SELECT jobs.enqueue('t', queue => $1)", &[&too_long]).unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
     drop(db);
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+    common::drop_database(name);
 }

@@ -8,28 +8,11 @@
 
 mod common;
 
-use common::{connect, connect_to, dsn};
+use common::{connect_to, create_database, drop_database, dsn_for};
 use std::process::Command;
 
 const EARLIER_RELEASES: &[&str] = &["0.1.0"];
 const CURRENT: &str = env!("CARGO_PKG_VERSION");
-
-fn dsn_for(database: &str) -> String {
-    dsn().split_whitespace()
-        .map(|pair| if pair.starts_with("dbname=") { format!("dbname={database}") } else { pair.to_string() })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn recreate_database(name: &str) {
-    let mut admin = connect();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-}
-
-fn drop_database(name: &str) {
-    connect().batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-}
 
 /// Every row of the extension's tables, as JSON, in a stable order.
 fn contents(db: &mut postgres::Client) -> String {
@@ -84,10 +67,7 @@ fn diff(a: &str, b: &str) -> String {
 fn upgrade_from(release: &str) {
     let tag = release.replace('.', "_");
     let (old, fresh) = (format!("jobs_upgrade_from_{tag}"), format!("jobs_upgrade_fresh_{tag}"));
-    recreate_database(&old);
-    recreate_database(&fresh);
-
-    let mut db = connect_to(&dsn_for(&old));
+    let mut db = connect_to(&create_database(&old, ""));
     db.batch_execute(&format!("CREATE EXTENSION jobs VERSION '{release}'")).unwrap();
     // Jobs in every state, with history, and schedules enabled and paused.
     db.batch_execute(
@@ -129,7 +109,7 @@ fn upgrade_from(release: &str) {
     assert_eq!(refused.unwrap_err().code(), Some(&postgres::error::SqlState::CHECK_VIOLATION));
     drop(db);
 
-    connect_to(&dsn_for(&fresh)).batch_execute("CREATE EXTENSION jobs").unwrap();
+    connect_to(&create_database(&fresh, "")).batch_execute("CREATE EXTENSION jobs").unwrap();
     let (updated, installed) = (schema_of(&old), schema_of(&fresh));
     assert!(installed.contains("CREATE TABLE jobs.job"), "pg_dump lists the extension's objects");
     if updated != installed {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{connect, connect_to, dsn, fresh_name, wait_for};
+use common::{connect, dsn, fresh_name, wait_for};
 use postgres::Client;
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
@@ -234,14 +234,12 @@ fn immediate_restart_loses_no_committed_job_and_schedules_resume() {
 
 #[test]
 fn tick_serves_a_database_the_worker_does_not() {
-    let mut admin = connect();
     let database = fresh_name("other").replace('-', "_");
-    admin.batch_execute(&format!("CREATE DATABASE {database}")).unwrap();
+    let mut config: postgres::Config = common::create_database(&database, "").parse().unwrap();
 
     let notices = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = Arc::clone(&notices);
-    let mut config: postgres::Config = dsn().parse().unwrap();
-    config.dbname(&database).notice_callback(move |n| {
+    config.notice_callback(move |n| {
         seen.lock().unwrap().push(format!("{}: {} HINT: {}", n.severity(), n.message(), n.hint().unwrap_or("")))
     });
     let mut other = config.connect(postgres::NoTls).unwrap();
@@ -270,7 +268,7 @@ fn tick_serves_a_database_the_worker_does_not() {
     assert!(counts.contains(&("leases_recovered".to_string(), 1)), "{counts:?}");
     assert_eq!(job_state(&mut other, id), "queued");
     drop(other);
-    connect_to(&dsn()).batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).unwrap();
+    common::drop_database(&database);
 }
 
 /// Restores the server's configuration however the test ends.

@@ -16,6 +16,28 @@ pub fn connect_to(dsn: &str) -> Client {
     Client::connect(dsn, NoTls).unwrap_or_else(|e| panic!("connect to {dsn}: {e}"))
 }
 
+/// The test cluster's DSN with another database.
+pub fn dsn_for(database: &str) -> String {
+    dsn()
+        .split_whitespace()
+        .map(|pair| if pair.starts_with("dbname=") { format!("dbname={database}") } else { pair.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Creates database `name` on the test cluster with `options` (after
+/// dropping what a failed run may have left); returns its DSN.
+pub fn create_database(name: &str, options: &str) -> String {
+    let mut admin = connect();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name} {options}")).unwrap();
+    dsn_for(name)
+}
+
+pub fn drop_database(name: &str) {
+    connect().batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn fresh_name(test: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
