@@ -47,6 +47,14 @@ SELECT name, enabled, next_run_at FROM jobs.schedule('someday', '0 0 1 1 *', 'no
 SELECT jobs.unschedule('someday');
 SELECT jobs.unschedule('someday');
 
+-- The two pg_cron forms: the last day of the month, and every N seconds
+-- from the previous firing.
+SELECT jobs.next_run('0 12 $ * *', after => '2028-02-03 00:00:00+00') AS last_day_of_february;
+SELECT jobs.next_run('30 23 L 4 *', 'Europe/Paris', '2026-01-01 00:00:00+00') AS last_day_of_april_in_paris;
+SELECT jobs.next_run('10 seconds', after => '2026-01-01 10:00:03.5+00') AS ten_seconds_later;
+SELECT name, cron, next_run_at - now() AS next_in FROM jobs.schedule('every-5-s', ' 5 Seconds ', 'beat');
+SELECT jobs.unschedule('every-5-s');
+
 -- Bad schedules change nothing.
 SELECT jobs.schedule('bad', '61 * * * *', 'noop');
 SELECT jobs.schedule('bad', '0 0 30 2 *', 'noop');
@@ -54,6 +62,10 @@ SELECT jobs.schedule('bad', '0 3 * * *', 'noop', timezone => 'Mars/Olympus_Mons'
 SELECT jobs.schedule('', '0 3 * * *', 'noop');
 SELECT jobs.pause_schedule('missing');
 SELECT jobs.next_run('* * *');
+SELECT jobs.next_run('0 0 1 1 * * 2030');
+SELECT jobs.next_run('1,,2 * * * *');
+SELECT jobs.next_run('0 0 ? * mon');
+SELECT jobs.schedule('bad', '60 seconds', 'noop');
 SELECT count(*) AS bad_schedules FROM jobs.schedule WHERE name IN ('bad', '');
 
 ROLLBACK;

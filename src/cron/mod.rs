@@ -1,5 +1,6 @@
 //! The cron engine: parsing and next occurrence in an IANA time zone, with
 //! the contract's DST rules. Pure Rust; `jobs.next_run` is its SQL face.
+//! `grammar` decides what is a valid expression; croner evaluates it.
 //!
 //! croner matches the fields against naive local wall-clock time, where no
 //! DST exists; `Schedule::instant_of` then maps each local candidate to the
@@ -14,6 +15,8 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds};
+
+mod grammar;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Invalid {
@@ -37,8 +40,14 @@ impl std::fmt::Display for Invalid {
 }
 
 pub struct Schedule {
-    cron: Cron,
+    timing: Timing,
     zone: Tz,
+}
+
+enum Timing {
+    Cron(Cron),
+    /// pg_cron's `'N seconds'`: N seconds after the previous firing.
+    EverySeconds(i64),
 }
 
 impl Schedule {
@@ -46,14 +55,19 @@ impl Schedule {
     /// nickname, and an IANA zone name (case-insensitive, like PostgreSQL's).
     /// An expression that can never fire is refused too.
     pub fn parse(expression: &str, timezone: &str) -> Result<Schedule, Invalid> {
-        let zone = Tz::from_str_insensitive(timezone)
-            .map_err(|_| Invalid::TimeZone { name: timezone.to_string() })?;
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(expression.trim())
-            .map_err(|e| Invalid::Expression { expression: expression.to_string(), reason: reason(&e) })?;
-        let schedule = Schedule { cron, zone };
+        let zone = Tz::from_str_insensitive(timezone).map_err(|_| Invalid::TimeZone { name: timezone.to_string() })?;
+        let invalid = |reason: String| Invalid::Expression { expression: expression.to_string(), reason };
+        let timing = match grammar::check(expression).map_err(invalid)? {
+            grammar::Form::EverySeconds(n) => Timing::EverySeconds(n.into()),
+            grammar::Form::Pattern(pattern) => Timing::Cron(
+                CronParser::builder()
+                    .seconds(Seconds::Optional)
+                    .build()
+                    .parse(&pattern)
+                    .map_err(|e| invalid(reason(&e)))?,
+            ),
+        };
+        let schedule = Schedule { timing, zone };
         // Any satisfiable combination of day, month and weekday recurs
         // within 28 years, except around a skipped leap day (2100): search
         // from a fixed instant for a few decades.
@@ -67,11 +81,15 @@ impl Schedule {
     /// The first firing strictly after `after`, or None when there is none
     /// by about the year 5000.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = match &self.timing {
+            Timing::Cron(cron) => cron,
+            Timing::EverySeconds(n) => return after.checked_add_signed(TimeDelta::seconds(*n)),
+        };
         let mut cursor = after.with_timezone(&self.zone).naive_local();
         // Inside a repeated hour, local candidates after `cursor` may still
         // map to instants before `after` (their first occurrence): skip them.
         loop {
-            let candidate = self.cron.find_next_occurrence(&cursor, false).ok()?;
+            let candidate = cron.find_next_occurrence(&cursor, false).ok()?;
             let instant = self.instant_of(candidate);
             if instant > after {
                 return Some(instant);
@@ -173,6 +191,21 @@ mod unit_tests {
     }
 
     #[test]
+    fn last_day_of_the_month() {
+        assert_eq!(
+            firings("0 12 $ * *", "UTC", "2028-01-31T12:00:00Z", 3),
+            ["2028-02-29T12:00:00+00:00", "2028-03-31T12:00:00+00:00", "2028-04-30T12:00:00+00:00"]
+        );
+        assert_eq!(next("30 23 L 2 *", "Europe/Paris", "2026-01-01T00:00:00Z"), "2026-02-28T22:30:00+00:00");
+    }
+
+    #[test]
+    fn every_n_seconds_counts_from_after() {
+        assert_eq!(next("10 seconds", "UTC", "2026-01-01T10:02:03.5Z"), "2026-01-01T10:02:13.500+00:00");
+        assert_eq!(next("1 second", "America/New_York", "2026-03-08T06:59:59.5Z"), "2026-03-08T07:00:00.500+00:00");
+    }
+
+    #[test]
     fn nicknames() {
         let after = "2026-01-03T10:30:00Z";
         assert_eq!(next("@hourly", "UTC", after), "2026-01-03T11:00:00+00:00");
@@ -269,7 +302,9 @@ mod unit_tests {
         let parse = |e: &str, z: &str| Schedule::parse(e, z).err().map(|e| e.to_string());
         assert_eq!(parse("0 0 30 2 *", "UTC").as_deref(), Some("cron expression \"0 0 30 2 *\" never fires"));
         assert_eq!(parse("* * * * *", "Mars/Olympus").as_deref(), Some("time zone \"Mars/Olympus\" not recognized"));
-        for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "@often", "a b c d e"] {
+        for bad in
+            ["", "* * *", "61 * * * *", "* * * * * * * *", "@often", "a b c d e", "1,,2 * * * *", "* * * * * * *"]
+        {
             let message = parse(bad, "UTC").unwrap_or_else(|| panic!("{bad:?} parsed"));
             assert!(message.starts_with(&format!("invalid cron expression \"{bad}\": ")), "{message}");
         }
@@ -280,8 +315,15 @@ mod unit_tests {
         use proptest::prelude::*;
 
         const ZONES: &[&str] = &[
-            "UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kathmandu",
-            "America/St_Johns", "Pacific/Chatham", "Africa/Casablanca", "America/Santiago",
+            "UTC",
+            "America/New_York",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+            "America/St_Johns",
+            "Pacific/Chatham",
+            "Africa/Casablanca",
+            "America/Santiago",
         ];
 
         /// Cron-shaped text: 5 or 6 fields drawn from what cron fields contain.
@@ -303,7 +345,8 @@ mod unit_tests {
             if let Some(next) = schedule.next_after(after) {
                 prop_assert!(next > after, "{next} not after {after}");
                 let local = next.with_timezone(&schedule.zone).naive_local();
-                let matches = schedule.cron.is_time_matching(&local).unwrap_or(false);
+                let Timing::Cron(cron) = &schedule.timing else { return Ok(()) };
+                let matches = cron.is_time_matching(&local).unwrap_or(false);
                 // Otherwise `next` must be the end of a DST gap in this zone.
                 let before = (next - TimeDelta::seconds(1)).with_timezone(&schedule.zone).naive_local();
                 let gap = local - before > TimeDelta::seconds(1);
@@ -312,7 +355,146 @@ mod unit_tests {
             Ok(())
         }
 
+        /// A valid field of the given bounds: `*`, a value, a range, a step.
+        fn valid_field(min: u32, max: u32) -> impl Strategy<Value = String> {
+            let value = min..=max;
+            prop_oneof![
+                Just("*".to_string()),
+                value.clone().prop_map(|v| v.to_string()),
+                (value.clone(), value.clone()).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+                (1..=max - min + 1).prop_map(|s| format!("*/{s}")),
+                (value.clone(), value).prop_map(|(a, b)| format!("{a},{b}")),
+            ]
+        }
+
+        const BOUNDS: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+
+        /// Valid 5- or 6-field expressions, as their fields.
+        fn valid_fields() -> impl Strategy<Value = Vec<String>> {
+            (any::<bool>(), BOUNDS.map(|(min, max)| valid_field(min, max))).prop_map(|(seconds, fields)| {
+                let fields = fields.to_vec();
+                if seconds { fields } else { fields[1..].to_vec() }
+            })
+        }
+
+        /// One defect, and a word its message must contain.
+        #[derive(Debug, Clone)]
+        enum Defect {
+            FieldCount(usize),
+            EmptyItem,
+            DanglingDash,
+            DanglingSlash,
+            TrailingComma,
+            Reversed,
+            OutOfRange,
+            ZeroStep,
+            UnknownName,
+            Quartz(&'static str),
+            Stray(char),
+        }
+
+        fn defect() -> impl Strategy<Value = Defect> {
+            prop_oneof![
+                prop::sample::select(vec![1usize, 2, 3, 4, 7, 8]).prop_map(Defect::FieldCount),
+                Just(Defect::EmptyItem),
+                Just(Defect::DanglingDash),
+                Just(Defect::DanglingSlash),
+                Just(Defect::TrailingComma),
+                Just(Defect::Reversed),
+                Just(Defect::OutOfRange),
+                Just(Defect::ZeroStep),
+                Just(Defect::UnknownName),
+                prop::sample::select(vec!["?", "1#2", "15W", "LW", "3L"]).prop_map(Defect::Quartz),
+                prop::sample::select(vec!['%', '!', '.', '+', '~', ':', '"']).prop_map(Defect::Stray),
+            ]
+        }
+
+        /// The expression with the defect put into field `at`, and the
+        /// words the refusal must contain.
+        fn spoil(mut fields: Vec<String>, at: usize, defect: &Defect) -> (String, Vec<String>) {
+            let at = at % fields.len();
+            let (min, max) = BOUNDS[at + 6 - fields.len()];
+            let expect = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+            let words = match defect {
+                Defect::FieldCount(n) => {
+                    fields.resize(*n, "*".into());
+                    expect(&["expected 5 or 6 fields", &format!("found {n}")])
+                }
+                Defect::EmptyItem => {
+                    fields[at] = format!("{min},,{max}");
+                    expect(&["empty list item"])
+                }
+                Defect::TrailingComma => {
+                    fields[at] = format!("{},", fields[at]);
+                    expect(&["empty list item"])
+                }
+                Defect::DanglingDash => {
+                    fields[at] = format!("{min}-");
+                    expect(&["dangling \"-\""])
+                }
+                Defect::DanglingSlash => {
+                    fields[at] = format!("{}/", fields[at].split('/').next().unwrap());
+                    expect(&["dangling \"/\""])
+                }
+                Defect::Reversed if max > min => {
+                    fields[at] = format!("{max}-{min}");
+                    expect(&["reversed range", &format!("{max}-{min}")])
+                }
+                Defect::Reversed | Defect::OutOfRange => {
+                    fields[at] = format!("{}", max + 1);
+                    expect(&[&format!("{} is out of range {min}-{max}", max + 1)])
+                }
+                Defect::ZeroStep => {
+                    fields[at] = "*/0".into();
+                    expect(&["zero step"])
+                }
+                Defect::UnknownName => {
+                    fields[at] = "foo".into();
+                    expect(&["unknown name \"foo\""])
+                }
+                Defect::Quartz(q) => {
+                    fields[at] = q.to_string();
+                    expect(&["Quartz syntax"])
+                }
+                Defect::Stray(c) => {
+                    fields[at] = format!("{min}{c}");
+                    expect(&[&format!("unexpected character \"{c}\"")])
+                }
+            };
+            if !matches!(defect, Defect::FieldCount(_)) {
+                // The message names the field it found the defect in.
+                let name = ["second", "minute", "hour", "day-of-month", "month", "day-of-week"][at + 6 - fields.len()];
+                return (fields.join(" "), [words, vec![format!("in the {name} field")]].concat());
+            }
+            (fields.join(" "), words)
+        }
+
         proptest! {
+            #[test]
+            fn valid_expressions_parse(fields in valid_fields()) {
+                let expression = fields.join(" ");
+                // Valid, though a combination such as "0 0 31 2 *" never fires.
+                let parsed = Schedule::parse(&expression, "UTC");
+                prop_assert!(!matches!(parsed, Err(Invalid::Expression { .. })), "{expression}: {:?}", parsed.err());
+            }
+
+            #[test]
+            fn malformed_expressions_are_refused_with_the_reason(
+                fields in valid_fields(),
+                at in 0usize..6,
+                defect in defect(),
+            ) {
+                let (expression, words) = spoil(fields, at, &defect);
+                match Schedule::parse(&expression, "UTC") {
+                    Err(Invalid::Expression { reason, .. }) => {
+                        for word in &words {
+                            prop_assert!(reason.contains(word.as_str()), "{expression:?}: {reason:?} lacks {word:?}");
+                        }
+                    }
+                    other => prop_assert!(false, "{expression:?} ({defect:?}): {:?}", other.map(|_| "parsed")),
+                }
+            }
+
             #[test]
             fn arbitrary_text_never_panics(expression in "\\PC{0,40}", zone in "\\PC{0,20}") {
                 let _ = Schedule::parse(&expression, &zone);
