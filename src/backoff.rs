@@ -21,11 +21,28 @@ fn interval_micros(micros: i64) -> Interval {
     Interval::new(0, 0, micros).expect("a non-negative interval of microseconds is valid")
 }
 
+/// Uniform in [0, 1) from the backend's PRNG, which PostgreSQL seeds per
+/// process at start.
+#[cfg(not(feature = "pg14"))]
+fn unit_random() -> f64 {
+    // SAFETY: the backend's global PRNG state, used from its main thread.
+    unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) }
+}
+
+/// PostgreSQL 14 has no pg_prng yet: it seeds the C library's random() per
+/// process instead (InitProcessGlobals), which pgrx does not bind.
+#[cfg(feature = "pg14")]
+fn unit_random() -> f64 {
+    unsafe extern "C" {
+        fn random() -> std::ffi::c_long;
+    }
+    // SAFETY: random() takes no arguments; its result is in [0, 2^31).
+    (unsafe { random() }) as f64 / 2_147_483_648.0
+}
+
 #[pg_extern(volatile, parallel_safe, name = "_backoff")]
 fn backoff(attempt: i32) -> Interval {
-    // SAFETY: the backend's global PRNG, seeded by PostgreSQL at start.
-    let unit = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
-    interval_micros(delay_micros(attempt, guc::BACKOFF_BASE.get(), guc::BACKOFF_MAX.get(), unit))
+    interval_micros(delay_micros(attempt, guc::BACKOFF_BASE.get(), guc::BACKOFF_MAX.get(), unit_random()))
 }
 
 #[pg_extern(stable, parallel_safe, name = "_default_lease")]
