@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The plain-SQL regression suite: pg_test/sql/*.sql run by PostgreSQL's
-# pg_regress against the running test cluster (pg_test/cluster.sh), output
-# compared with pg_test/expected/*.out. Each file runs in a transaction it
-# rolls back, so the cluster is left as it was.
+# pg_regress against the running test cluster (pg_test/cluster.sh, the same
+# JOBS_PG and JOBS_PGPORT), output compared with pg_test/expected/*.out. Each
+# file runs in a transaction it rolls back, so the cluster is left as it was.
 #
 #   bash pg_test/regress.sh                 # all files
 #   bash pg_test/regress.sh enqueue errors  # some
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$JOBS_ROOT"
 
-PGBIN=/usr/lib/postgresql/15/bin
-pg_regress=$(dirname "$("$PGBIN/pg_config" --pgxs)")/../test/regress/pg_regress
+PG_CONFIG=$(jobs_pg_config "${JOBS_PG:-15}")
+PGBIN=$("$PG_CONFIG" --bindir)
+pg_regress=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
 PGPORT=${JOBS_PGPORT:-28815}
-out=${JOBS_REGRESS_OUT:-/tmp/jobs-regress}
+out=${JOBS_REGRESS_OUT:-/tmp/jobs-regress-${JOBS_PG:-15}}
 tests=("$@")
 if ((${#tests[@]} == 0)); then
     tests=(enqueue claim_leases finish_retries cancel_retry_now schedules stats_tick errors)

@@ -1,26 +1,66 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs, on a fresh machine or a warm one.
-#  1. installs what is missing (pg_test/setup.sh);
-#  2. `cargo pgrx test`: Rust unit tests and the in-database #[pg_test]s;
-#  3. on a throwaway cluster with the library preloaded, started and stopped
-#     here: the plain-SQL regression suite (pg_test/regress.sh), then the
-#     black-box tests (tests/) over real connections, the example workers
-#     in Python and Node and the upgrade from earlier releases among them.
+#
+#   bash pg_test/test.sh                  # every supported major (14 … 18)
+#   PG_VERSIONS=17 bash pg_test/test.sh   # one (or "15 18": some)
+#
+#  1. installs what is missing (pg_test/setup.sh): Debian packages,
+#     cargo-pgrx, the project's own PostgreSQL trees in target/postgres;
+#  2. installs `jobs` into the system's PostgreSQL 15 and starts a cluster
+#     of it (pg_test/isolation.sh), to prove at the end that nothing below
+#     touched it;
+#  3. for each major: `cargo pgrx test` (Rust unit tests and the in-database
+#     #[pg_test]s), then on a throwaway cluster of that major with the
+#     library preloaded the plain-SQL regression suite (pg_test/regress.sh)
+#     and every black-box test in tests/ over real connections, then the
+#     Debian package of that major (pg_test/package.sh check);
+#  4. checks the system cluster of step 2: same postmaster and worker, no
+#     file of the system's PostgreSQL changed.
+# Tests install only into the trees in target/postgres and start only
+# clusters of their own.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+. "$(dirname "$0")/lib.sh"
+cd "$JOBS_ROOT"
 
-bash pg_test/setup.sh
+started=$SECONDS
+majors=$(jobs_majors)
+bash pg_test/setup.sh $majors
+cargo fmt --check
 
-pgrx_data=$(mktemp -u /tmp/jobs-pgrx-test.XXXXXX)
-cargo pgrx test pg15 --runas postgres --pgdata "$pgrx_data"
-rm -rf "$pgrx_data"
+bash pg_test/isolation.sh start
+trap 'bash pg_test/isolation.sh stop' EXIT
 
-export JOBS_PGDATA=$(mktemp -u /tmp/jobs-test-cluster.XXXXXX)
-export JOBS_PGPORT=${JOBS_PGPORT:-28816}
-trap 'bash pg_test/cluster.sh stop' EXIT
-bash pg_test/cluster.sh start
-bash pg_test/regress.sh
-JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) cargo test --features blackbox \
-    --test blackbox --test security --test fuzz --test worker --test clients --test upgrade --test faults \
-    -- --nocapture --test-threads=1
+# The black-box tests are plain clients of a server: built once, for any major.
+blackbox=(blackbox security fuzz worker clients upgrade faults)
+blackbox_args=()
+for t in "${blackbox[@]}"; do blackbox_args+=(--test "$t"); done
+cargo test --quiet --features blackbox "${blackbox_args[@]}" --no-run
+
+summary=()
+for major in $majors; do
+    major_started=$SECONDS
+    jobs_log "PostgreSQL $major: unit and in-database tests"
+    pgrx_data=$(mktemp -u /tmp/jobs-pgrx-test-$major.XXXXXX)
+    cargo pgrx test "pg$major" --runas postgres --pgdata "$pgrx_data"
+    rm -rf "$pgrx_data"
+
+    export JOBS_PG=$major JOBS_PGPORT=$((28900 + major))
+    export JOBS_PGDATA=$(mktemp -u "/tmp/jobs-test-cluster-$major.XXXXXX")
+    trap 'bash pg_test/cluster.sh stop; bash pg_test/isolation.sh stop' EXIT
+    bash pg_test/cluster.sh start
+    jobs_log "PostgreSQL $major: regression suite"
+    bash pg_test/regress.sh
+    jobs_log "PostgreSQL $major: black-box tests"
+    JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) JOBS_PGBIN=$(bash pg_test/cluster.sh bindir) \
+        cargo test --quiet --features blackbox "${blackbox_args[@]}" -- --nocapture --test-threads=1
+    bash pg_test/cluster.sh stop
+    trap 'bash pg_test/isolation.sh stop' EXIT
+
+    jobs_log "PostgreSQL $major: Debian package"
+    bash pg_test/package.sh check "$major"
+    summary+=("PostgreSQL $major: $((SECONDS - major_started)) s")
+done
+
+bash pg_test/isolation.sh check
+printf '%s\n' "${summary[@]}"
+echo "test.sh: every test of PostgreSQL ${majors//$'\n'/, } passed in $((SECONDS - started)) s"

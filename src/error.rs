@@ -6,8 +6,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// Raises 22023 invalid_parameter_value; never returns.
 pub fn invalid(message: impl Into<String>) -> ! {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.into(), "jobs")
-        .report(PgLogLevel::ERROR);
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message.into(), "jobs").report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 

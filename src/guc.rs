@@ -116,8 +116,5 @@ pub fn define_postmaster_gucs() {
 }
 
 pub fn database_name() -> String {
-    DATABASE_NAME
-        .get()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "postgres".to_string())
+    DATABASE_NAME.get().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".to_string())
 }

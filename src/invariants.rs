@@ -40,8 +40,7 @@ impl JobRow<'_> {
     /// - lease_token and lease_until are set exactly while running;
     /// - a running job is an attempt: attempts >= 1, started_at and worker_id set.
     pub fn valid(&self) -> bool {
-        let (Some(state), Some(attempts), Some(max_attempts)) = (self.state, self.attempts, self.max_attempts)
-        else {
+        let (Some(state), Some(attempts), Some(max_attempts)) = (self.state, self.attempts, self.max_attempts) else {
             return false;
         };
         let running = state == "running";

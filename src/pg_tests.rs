@@ -113,9 +113,7 @@ mod tests {
                     AND idempotency_key = repeat('é', 255)
              FROM jobs.job WHERE id = {id}"
         ));
-        check(&format!(
-            "SELECT id = {id} FROM jobs.enqueue('t', '{{}}', idempotency_key => repeat('é', 255))"
-        ));
+        check(&format!("SELECT id = {id} FROM jobs.enqueue('t', '{{}}', idempotency_key => repeat('é', 255))"));
     }
 
     #[pg_test]
@@ -135,15 +133,12 @@ mod tests {
             "22023",
             &format!("queue \"{}...\" is longer than 128 characters", "q".repeat(64)),
         );
-        assert_error("SELECT jobs.enqueue(repeat('é', 129))", "22023", &format!(
-            "job_type \"{}...\" is longer than 128 characters",
-            "é".repeat(64)
-        ));
         assert_error(
-            "SELECT jobs.enqueue('t', max_attempts => 0)",
+            "SELECT jobs.enqueue(repeat('é', 129))",
             "22023",
-            "max_attempts must be at least 1, not 0",
+            &format!("job_type \"{}...\" is longer than 128 characters", "é".repeat(64)),
         );
+        assert_error("SELECT jobs.enqueue('t', max_attempts => 0)", "22023", "max_attempts must be at least 1, not 0");
         assert_error("SELECT jobs.enqueue('t', payload => NULL)", "22023", "payload must not be null");
         assert_error("SELECT jobs.enqueue('t', priority => NULL)", "22023", "priority must not be null");
         assert_error("SELECT jobs.enqueue('t', idempotency_key => '')", "22023", "idempotency_key must not be empty");
@@ -259,9 +254,7 @@ mod tests {
     #[pg_test]
     fn extend_lease_moves_lease_until_for_the_current_token_only() {
         let (id, token) = claimed("q", 3);
-        check(&format!(
-            "SELECT jobs.extend_lease({id}, '{token}', interval '1 hour') = now() + interval '1 hour'"
-        ));
+        check(&format!("SELECT jobs.extend_lease({id}, '{token}', interval '1 hour') = now() + interval '1 hour'"));
         check(&format!("SELECT lease_until = now() + interval '1 hour' FROM jobs.job WHERE id = {id}"));
         check(&format!("SELECT jobs.extend_lease({id}, '{token}') = now() + interval '5 minutes'"));
         assert_error(
@@ -269,11 +262,7 @@ mod tests {
             "55000",
             &format!("lease token does not match the current lease of job {id}"),
         );
-        assert_error(
-            "SELECT jobs.extend_lease(-1, gen_random_uuid())",
-            "P0002",
-            "job -1 does not exist",
-        );
+        assert_error("SELECT jobs.extend_lease(-1, gen_random_uuid())", "P0002", "job -1 does not exist");
         assert_error(&format!("SELECT jobs.extend_lease({id}, NULL)"), "22023", "lease_token must not be null");
         assert_error(
             &format!("SELECT jobs.extend_lease({id}, '{token}', interval '0')"),
@@ -412,9 +401,11 @@ mod tests {
         let id = one::<i64>("SELECT id FROM jobs.enqueue('t')");
         check(&format!("SELECT state = 'canceled' AND finished_at = now() FROM jobs.cancel({id})"));
         check("SELECT count(*) = 0 FROM jobs.job_run");
-        assert_error(&format!("SELECT jobs.cancel({id})"), "55000", &format!(
-            "job {id} is canceled, not queued or running"
-        ));
+        assert_error(
+            &format!("SELECT jobs.cancel({id})"),
+            "55000",
+            &format!("job {id} is canceled, not queued or running"),
+        );
     }
 
     #[pg_test]
@@ -442,9 +433,11 @@ mod tests {
     fn cancel_rejects_finished_and_unknown_jobs() {
         let (id, token) = claimed("q", 3);
         run(&format!("SELECT jobs.complete({id}, '{token}')"));
-        assert_error(&format!("SELECT jobs.cancel({id})"), "55000", &format!(
-            "job {id} is completed, not queued or running"
-        ));
+        assert_error(
+            &format!("SELECT jobs.cancel({id})"),
+            "55000",
+            &format!("job {id} is completed, not queued or running"),
+        );
         assert_error("SELECT jobs.cancel(31337)", "P0002", "job 31337 does not exist");
         assert_error("SELECT jobs.cancel(NULL)", "22023", "job_id must not be null");
     }
@@ -478,13 +471,17 @@ mod tests {
     #[pg_test]
     fn retry_now_rejects_running_completed_and_unknown_jobs() {
         let (id, token) = claimed("q", 3);
-        assert_error(&format!("SELECT jobs.retry_now({id})"), "55000", &format!(
-            "job {id} is running, not failed, canceled or queued"
-        ));
+        assert_error(
+            &format!("SELECT jobs.retry_now({id})"),
+            "55000",
+            &format!("job {id} is running, not failed, canceled or queued"),
+        );
         run(&format!("SELECT jobs.complete({id}, '{token}')"));
-        assert_error(&format!("SELECT jobs.retry_now({id})"), "55000", &format!(
-            "job {id} is completed, not failed, canceled or queued"
-        ));
+        assert_error(
+            &format!("SELECT jobs.retry_now({id})"),
+            "55000",
+            &format!("job {id} is completed, not failed, canceled or queued"),
+        );
         assert_error("SELECT jobs.retry_now(99999)", "P0002", "job 99999 does not exist");
     }
 
@@ -499,17 +496,23 @@ mod tests {
         let (id, token) = claimed("b", 1);
         run(&format!("SELECT jobs.fail({id}, '{token}', 'x')"));
         run("SELECT jobs.enqueue('t', queue => 'b')");
-        check("SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'a'
+        check(
+            "SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'a'
                  AND (queued, running, completed, failed, canceled) = (2, 0, 1, 0, 0)
-                 AND oldest_queued_age = interval '1 minute'");
-        check("SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'b'
+                 AND oldest_queued_age = interval '1 minute'",
+        );
+        check(
+            "SELECT count(*) = 1 FROM jobs.stats() WHERE queue = 'b'
                  AND (queued, running, completed, failed, canceled) = (1, 0, 0, 1, 1)
-                 AND oldest_queued_age >= interval '0'");
+                 AND oldest_queued_age >= interval '0'",
+        );
         check("SELECT count(*) = 2 FROM jobs.stats()");
         check("SELECT count(*) = 1 FROM jobs.stats('b')");
-        check("SELECT (queued, running, completed, failed, canceled) = (0, 0, 0, 0, 0)
+        check(
+            "SELECT (queued, running, completed, failed, canceled) = (0, 0, 0, 0, 0)
                       AND oldest_queued_age IS NULL
-               FROM jobs.stats('empty')");
+               FROM jobs.stats('empty')",
+        );
     }
 
     /// Index scans of this transaction on `index` so far.
@@ -620,7 +623,9 @@ mod tests {
         run("CREATE FUNCTION public.always_equal(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true'");
         run("CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.always_equal)");
         run("CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT '2000-01-01'::timestamptz$$");
-        run("CREATE FUNCTION public.gen_random_uuid() RETURNS uuid LANGUAGE sql AS $$SELECT '00000000-0000-0000-0000-000000000000'::uuid$$");
+        run(
+            "CREATE FUNCTION public.gen_random_uuid() RETURNS uuid LANGUAGE sql AS $$SELECT '00000000-0000-0000-0000-000000000000'::uuid$$",
+        );
         run("SET LOCAL search_path = public, pg_catalog");
         run("SELECT jobs.enqueue('t', queue => 'other')");
         run("SELECT jobs.enqueue('t', queue => 'mine')");
@@ -635,14 +640,24 @@ mod tests {
     #[pg_test]
     fn next_run_is_the_cron_engine() {
         check("SELECT jobs.next_run('*/15 * * * *', 'UTC', '2026-01-01 10:07:00+00') = '2026-01-01 10:15:00+00'");
-        check("SELECT jobs.next_run('30 2 * * *', 'America/New_York', '2026-03-07 12:00:00+00') = '2026-03-08 07:00:00+00'");
+        check(
+            "SELECT jobs.next_run('30 2 * * *', 'America/New_York', '2026-03-07 12:00:00+00') = '2026-03-08 07:00:00+00'",
+        );
         check("SELECT jobs.next_run('@hourly') > now()");
         check("SELECT jobs.next_run('0 0 1 1 *', after => '2026-06-01 00:00:00+00') = '2027-01-01 00:00:00+00'");
         assert_error("SELECT jobs.next_run('0 0 30 2 *')", "22023", "cron expression \"0 0 30 2 *\" never fires");
-        assert_error("SELECT jobs.next_run('* * * * *', 'Nowhere/Town')", "22023", "time zone \"Nowhere/Town\" not recognized");
+        assert_error(
+            "SELECT jobs.next_run('* * * * *', 'Nowhere/Town')",
+            "22023",
+            "time zone \"Nowhere/Town\" not recognized",
+        );
         assert_error("SELECT jobs.next_run(NULL)", "22023", "cron must not be null");
         assert_error("SELECT jobs.next_run('* * * * *', NULL)", "22023", "timezone must not be null");
-        assert_error("SELECT jobs.next_run('* * * * *', 'UTC', 'infinity')", "22023", "after must be a finite timestamp, not infinity");
+        assert_error(
+            "SELECT jobs.next_run('* * * * *', 'UTC', 'infinity')",
+            "22023",
+            "after must be a finite timestamp, not infinity",
+        );
         check("SELECT jobs.next_run('* * * * *', 'UTC', '294276-12-31 23:59:59+00') IS NULL");
         check("SELECT jobs.next_run('* * * * *', 'UTC', '4999-12-31 23:59:59+00') = '5000-01-01 00:00:00+00'");
         check("SELECT jobs.next_run('* * * * *', 'UTC', '0001-01-01 00:00:00+00') = '0001-01-01 00:01:00+00'");
@@ -675,7 +690,11 @@ mod tests {
 
     #[pg_test]
     fn schedule_rejects_bad_input_and_changes_nothing() {
-        assert_error("SELECT jobs.schedule('s', '0 0 30 2 *', 't')", "22023", "cron expression \"0 0 30 2 *\" never fires");
+        assert_error(
+            "SELECT jobs.schedule('s', '0 0 30 2 *', 't')",
+            "22023",
+            "cron expression \"0 0 30 2 *\" never fires",
+        );
         assert_error(
             "SELECT jobs.schedule('s', '* * * * *', 't', timezone => 'Mars/Base')",
             "22023",
@@ -689,7 +708,11 @@ mod tests {
             "22023",
             "max_attempts must be at least 1, not 0",
         );
-        assert_error("SELECT jobs.schedule('s', '* * * * *', 't', enabled => NULL)", "22023", "enabled must not be null");
+        assert_error(
+            "SELECT jobs.schedule('s', '* * * * *', 't', enabled => NULL)",
+            "22023",
+            "enabled must not be null",
+        );
         check("SELECT count(*) = 0 FROM jobs.schedule");
     }
 
@@ -697,7 +720,9 @@ mod tests {
     fn unschedule_pause_and_resume() {
         run("SELECT jobs.schedule('s', '*/10 * * * *', 't')");
         check("SELECT NOT enabled AND next_run_at IS NULL FROM jobs.pause_schedule('s')");
-        check("SELECT enabled AND next_run_at = jobs.next_run('*/10 * * * *', 'UTC', now()) FROM jobs.resume_schedule('s')");
+        check(
+            "SELECT enabled AND next_run_at = jobs.next_run('*/10 * * * *', 'UTC', now()) FROM jobs.resume_schedule('s')",
+        );
         check("SELECT jobs.unschedule('s')");
         check("SELECT NOT jobs.unschedule('s')");
         assert_error("SELECT jobs.pause_schedule('s')", "P0002", "schedule \"s\" does not exist");
@@ -711,10 +736,7 @@ mod tests {
 
     #[pg_test]
     fn tick_reports_every_duty_even_when_idle() {
-        assert_eq!(
-            tick_counts(),
-            "due_jobs_notified=0 jobs_pruned=0 leases_recovered=0 schedules_fired=0"
-        );
+        assert_eq!(tick_counts(), "due_jobs_notified=0 jobs_pruned=0 leases_recovered=0 schedules_fired=0");
     }
 
     #[pg_test]

@@ -147,9 +147,7 @@ fn stale_worker_cannot_complete_a_canceled_job() {
     let mut worker = connect();
     let mut admin = connect();
     worker.execute("SELECT jobs.enqueue('t', queue => $1)", &[&queue]).unwrap();
-    let row = worker
-        .query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue])
-        .unwrap();
+    let row = worker.query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue]).unwrap();
     let (id, token): (i64, String) = (row.get(0), row.get(1));
     admin.execute("SELECT jobs.cancel($1)", &[&id]).unwrap();
 
@@ -157,9 +155,7 @@ fn stale_worker_cannot_complete_a_canceled_job() {
         .execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token])
         .expect_err("a canceled job's old lease must not complete it");
     assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
-    let err = worker
-        .execute("SELECT jobs.fail($1, $2::text::uuid, 'late')", &[&id, &token])
-        .expect_err("nor fail it");
+    let err = worker.execute("SELECT jobs.fail($1, $2::text::uuid, 'late')", &[&id, &token]).expect_err("nor fail it");
     assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
 
     let row = admin
@@ -203,10 +199,7 @@ fn concurrent_enqueuers_with_one_idempotency_key_create_one_job() {
         .collect();
     let ids: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "all enqueuers got one job: {ids:?}");
-    let count: i64 = connect()
-        .query_one("SELECT count(*) FROM jobs.job WHERE queue = $1", &[&queue])
-        .unwrap()
-        .get(0);
+    let count: i64 = connect().query_one("SELECT count(*) FROM jobs.job WHERE queue = $1", &[&queue]).unwrap().get(0);
     assert_eq!(count, 1);
 }
 
@@ -244,10 +237,8 @@ fn enqueue_notifies_listeners_once_per_queue_per_transaction() {
     tx.execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '1 hour')", &[&q2]).unwrap();
     tx.commit().unwrap();
 
-    let mut payloads: Vec<String> = heard(&mut listener, &[&q1, &q2], Duration::from_secs(2))
-        .into_iter()
-        .map(|(queue, _)| queue)
-        .collect();
+    let mut payloads: Vec<String> =
+        heard(&mut listener, &[&q1, &q2], Duration::from_secs(2)).into_iter().map(|(queue, _)| queue).collect();
     payloads.sort();
     assert_eq!(payloads, vec![q1, q2]);
 }
@@ -257,10 +248,12 @@ fn delayed_enqueue_does_not_notify() {
     let queue = fresh_queue("notify-later");
     let mut listener = connect();
     listener.batch_execute("LISTEN jobs").unwrap();
-    connect()
-        .execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '1 hour')", &[&queue])
-        .unwrap();
-    assert_eq!(heard(&mut listener, &[&queue], Duration::from_millis(1_500)), [], "a job due in an hour is not news yet");
+    connect().execute("SELECT jobs.enqueue('t', queue => $1, run_at => now() + interval '1 hour')", &[&queue]).unwrap();
+    assert_eq!(
+        heard(&mut listener, &[&queue], Duration::from_millis(1_500)),
+        [],
+        "a job due in an hour is not news yet"
+    );
 }
 
 #[test]
@@ -299,9 +292,7 @@ impl SlowQueue {
 
 impl Drop for SlowQueue {
     fn drop(&mut self) {
-        connect()
-            .batch_execute(&format!("DROP TRIGGER {0} ON jobs.job; DROP FUNCTION public.{0}()", self.0))
-            .unwrap();
+        connect().batch_execute(&format!("DROP TRIGGER {0} ON jobs.job; DROP FUNCTION public.{0}()", self.0)).unwrap();
     }
 }
 
@@ -335,10 +326,9 @@ fn statement_timeout_in_the_middle_of_claim_and_enqueue_batch_leaves_nothing_hal
     assert_canceled(client.execute("SELECT jobs.claim('w', $1, max_jobs => 50)", &[&queue]));
     assert_eq!(queue_state(&mut client, &queue), (50, 0, 0, 0), "no job claimed half-way");
 
-    assert_canceled(client.execute(
-        "SELECT jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[100]), queue => $1)",
-        &[&queue],
-    ));
+    assert_canceled(
+        client.execute("SELECT jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[100]), queue => $1)", &[&queue]),
+    );
     assert_eq!(queue_state(&mut client, &queue), (50, 0, 0, 0), "no job of the batch was enqueued");
 }
 
@@ -347,9 +337,7 @@ fn client_cancel_in_the_middle_of_complete_leaves_the_job_running_under_its_leas
     let queue = fresh_queue("cancel");
     let mut client = connect();
     enqueue_many(&mut client, &queue, 1);
-    let row = client
-        .query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue])
-        .unwrap();
+    let row = client.query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&queue]).unwrap();
     let (id, token): (i64, String) = (row.get(0), row.get(1));
     let slow = SlowQueue::new(&queue, 2_000);
 
@@ -379,10 +367,8 @@ fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
     db.execute("SELECT jobs.enqueue('tâche', queue => $1)", &[&queue]).unwrap();
     let row = db.query_one("SELECT id, lease_token::text FROM jobs.claim('wörker', $1)", &[&queue]).unwrap();
     let (id, token): (i64, String) = (row.get(0), row.get(1));
-    let state: String = db
-        .query_one("SELECT state::text FROM jobs.complete($1, $2::text::uuid)", &[&id, &token])
-        .unwrap()
-        .get(0);
+    let state: String =
+        db.query_one("SELECT state::text FROM jobs.complete($1, $2::text::uuid)", &[&id, &token]).unwrap().get(0);
     assert_eq!(state, "completed");
     let too_long = "é".repeat(129);
     let err = db.execute("SELECT jobs.enqueue('t', queue => $1)", &[&too_long]).unwrap_err();

@@ -48,7 +48,6 @@ struct Tally {
 
 #[test]
 fn every_committed_job_completes_exactly_once_through_kills_and_crashes() {
-    let pgdata = std::env::var("JOBS_PGDATA").expect("JOBS_PGDATA names the test cluster's data directory");
     let queue = fresh_name("ledger");
     let schedule = fresh_name("ledger-schedule");
     let tally = Arc::new(Tally::default());
@@ -139,13 +138,7 @@ fn every_committed_job_completes_exactly_once_through_kills_and_crashes() {
     for round in 0..30 {
         thread::sleep(Duration::from_millis(700));
         if round == 10 || round == 20 {
-            let status = std::process::Command::new("sudo")
-                .args(["-u", "postgres", "/usr/lib/postgresql/15/bin/pg_ctl", "restart", "-m", "immediate"])
-                .args(["-w", "-D", &pgdata, "-l", &format!("{pgdata}/server.log")])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("run pg_ctl");
-            assert!(status.success(), "pg_ctl restart -m immediate");
+            common::restart_immediately();
             tally.faults_restarts.fetch_add(1, Ordering::Relaxed);
             admin = reconnect("ledger-admin");
             continue;
@@ -206,7 +199,14 @@ fn every_committed_job_completes_exactly_once_through_kills_and_crashes() {
         )
         .unwrap();
     let (jobs, uids, completed, running, recoveries, doubly_recorded, unrecorded, schedule_duplicates): (
-        i64, i64, i64, i64, i64, i64, i64, i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
     ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5), row.get(6), row.get(7));
     let completions = completions.lock().unwrap();
     let completed_twice = completions.values().filter(|&&n| n > 1).count();

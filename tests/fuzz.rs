@@ -76,17 +76,34 @@ fn token(rng: &mut Rng, pool: &Pool) -> Option<String> {
 
 fn interval(rng: &mut Rng) -> Option<String> {
     rng.pick(&[
-        None, Some("0"), Some("-1 second"), Some("1 second"), Some("5 minutes"), Some("99 years"),
-        Some("100 years 1 second"), Some("177999999 years"), Some("-177999999 years"), Some("1 month -30 days"),
-        Some("1 microsecond"), Some("2147483647 days"), Some("-2147483648 days"), Some("2147483647 months"),
+        None,
+        Some("0"),
+        Some("-1 second"),
+        Some("1 second"),
+        Some("5 minutes"),
+        Some("99 years"),
+        Some("100 years 1 second"),
+        Some("177999999 years"),
+        Some("-177999999 years"),
+        Some("1 month -30 days"),
+        Some("1 microsecond"),
+        Some("2147483647 days"),
+        Some("-2147483648 days"),
+        Some("2147483647 months"),
     ])
     .map(str::to_string)
 }
 
 fn timestamp(rng: &mut Rng) -> Option<String> {
     rng.pick(&[
-        None, Some("infinity"), Some("-infinity"), Some("now"), Some("2026-03-08 02:30:00 America/New_York"),
-        Some("294276-12-31 23:59:59+00"), Some("4713-01-01 00:00:00+00 BC"), Some("2000-02-29 00:00:00+00"),
+        None,
+        Some("infinity"),
+        Some("-infinity"),
+        Some("now"),
+        Some("2026-03-08 02:30:00 America/New_York"),
+        Some("294276-12-31 23:59:59+00"),
+        Some("4713-01-01 00:00:00+00 BC"),
+        Some("2000-02-29 00:00:00+00"),
     ])
     .map(str::to_string)
 }
@@ -105,8 +122,7 @@ fn jsonb(rng: &mut Rng) -> Option<String> {
 }
 
 fn jsonb_array(rng: &mut Rng) -> Option<String> {
-    rng.pick(&[None, Some("{}"), Some("{NULL}"), Some("{\"{}\",\"[1]\"}"), Some("{\"{}\",NULL}")])
-        .map(str::to_string)
+    rng.pick(&[None, Some("{}"), Some("{NULL}"), Some("{\"{}\",\"[1]\"}"), Some("{\"{}\",NULL}")]).map(str::to_string)
 }
 
 fn text_array(rng: &mut Rng) -> Option<Vec<Option<String>>> {
@@ -116,17 +132,36 @@ fn text_array(rng: &mut Rng) -> Option<Vec<Option<String>>> {
 
 fn cron(rng: &mut Rng) -> Option<String> {
     rng.pick(&[
-        None, Some(""), Some("* * * * *"), Some("*/5 * * * * *"), Some("0 0 30 2 *"), Some("61 * * * *"),
-        Some("@hourly"), Some("@never"), Some("0 9 * jan-MAR mon-fri"), Some("* * * * * * * *"),
-        Some("0 0 29 2 *"), Some("5#9 * * * *"), Some("L W # ? *"), Some("0 0 31 4 *"),
+        None,
+        Some(""),
+        Some("* * * * *"),
+        Some("*/5 * * * * *"),
+        Some("0 0 30 2 *"),
+        Some("61 * * * *"),
+        Some("@hourly"),
+        Some("@never"),
+        Some("0 9 * jan-MAR mon-fri"),
+        Some("* * * * * * * *"),
+        Some("0 0 29 2 *"),
+        Some("5#9 * * * *"),
+        Some("L W # ? *"),
+        Some("0 0 31 4 *"),
     ])
     .map(str::to_string)
 }
 
 fn zone(rng: &mut Rng) -> Option<String> {
-    rng.pick(&[None, Some("UTC"), Some("america/new_york"), Some("Mars/Base"), Some(""), Some("Australia/Lord_Howe"),
-              Some("+05:30"), Some("EST5EDT")])
-        .map(str::to_string)
+    rng.pick(&[
+        None,
+        Some("UTC"),
+        Some("america/new_york"),
+        Some("Mars/Base"),
+        Some(""),
+        Some("Australia/Lord_Howe"),
+        Some("+05:30"),
+        Some("EST5EDT"),
+    ])
+    .map(str::to_string)
 }
 
 fn boolean(rng: &mut Rng) -> Option<bool> {
@@ -188,7 +223,10 @@ fn every_call_succeeds_or_raises_a_contract_sqlstate() {
         let (function, sql, args) = call(&mut rng, &pool);
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
         if trace {
-            eprintln!("{sql} {:?}", params.iter().map(|p| format!("{p:?}").chars().take(80).collect::<String>()).collect::<Vec<_>>());
+            eprintln!(
+                "{sql} {:?}",
+                params.iter().map(|p| format!("{p:?}").chars().take(80).collect::<String>()).collect::<Vec<_>>()
+            );
         }
         match client.query(sql.as_str(), &params) {
             Ok(rows) => {
@@ -206,7 +244,8 @@ fn every_call_succeeds_or_raises_a_contract_sqlstate() {
                 let code = e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"));
                 if !CONTRACT.contains(&code.as_str()) {
                     let message = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
-                    let shown: Vec<String> = params.iter().map(|p| format!("{p:?}").chars().take(60).collect()).collect();
+                    let shown: Vec<String> =
+                        params.iter().map(|p| format!("{p:?}").chars().take(60).collect()).collect();
                     violations.push(format!("{function}: {code}: {message}; arguments {shown:?}"));
                 }
                 *outcomes.entry((function, code)).or_default() += 1;
@@ -224,7 +263,7 @@ fn every_call_succeeds_or_raises_a_contract_sqlstate() {
 
     // A Rust panic reaches the client as XX000 (checked above); a crash only
     // shows in the server log.
-    let pgdata = std::env::var("JOBS_PGDATA").expect("JOBS_PGDATA names the test cluster's data directory");
+    let pgdata = common::pgdata();
     // Each database writes the log in its own encoding: read it as bytes.
     let log = std::fs::read(format!("{pgdata}/server.log")).expect("the server log");
     let log = String::from_utf8_lossy(&log);

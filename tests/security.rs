@@ -99,9 +99,7 @@ fn a_producer_can_only_enqueue_and_a_worker_can_only_work() {
         denied(&mut producer, sql);
     }
 
-    let rows = worker
-        .query("SELECT id, lease_token::text FROM jobs.claim('w', $1, max_jobs => 3)", &[&queue])
-        .unwrap();
+    let rows = worker.query("SELECT id, lease_token::text FROM jobs.claim('w', $1, max_jobs => 3)", &[&queue]).unwrap();
     assert_eq!(rows.len(), 3);
     let ids: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     worker.execute("SELECT jobs.extend_lease($1, $2::text::uuid)", &[&ids[0].0, &ids[0].1]).unwrap();

@@ -32,7 +32,7 @@ fn contents(db: &mut postgres::Client) -> String {
 /// two databases: object and transaction ids, sequence positions, the random
 /// keys of pg_dump's \restrict lines.
 fn schema_of(database: &str) -> String {
-    let pgbin = std::env::var("JOBS_PGBIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let pgbin = common::pg_bin();
     let out = Command::new(format!("{pgbin}/pg_dump"))
         .args(["--schema-only", "--binary-upgrade", "--no-comments", "-d", &dsn_for(database)])
         .output()
@@ -94,10 +94,7 @@ fn upgrade_from(release: &str) {
     // The updated database works: the running job completes under its
     // token, the views answer, the invariants hold.
     let done: i64 = db
-        .query_one(
-            "SELECT count(jobs.complete(id, lease_token)) FROM jobs.job WHERE state = 'running'",
-            &[],
-        )
+        .query_one("SELECT count(jobs.complete(id, lease_token)) FROM jobs.job WHERE state = 'running'", &[])
         .unwrap()
         .get(0);
     assert_eq!(done, 1);

@@ -46,10 +46,7 @@ fn firings(client: &mut Client, queue: &str) -> Vec<(f64, f64)> {
 fn worker_shows_in_pg_stat_activity() {
     let mut client = connect();
     let row = client
-        .query_one(
-            "SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE '%jobs%'",
-            &[],
-        )
+        .query_one("SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE '%jobs%'", &[])
         .expect("exactly one jobs worker");
     assert_eq!(row.get::<_, String>(0), "jobs worker");
     assert_eq!(row.get::<_, String>(1), "postgres");
@@ -93,19 +90,15 @@ fn every_second_schedule_fires_once_per_second_and_obeys_pause_resume_unschedule
 fn expired_lease_is_requeued_within_3s_then_fails_on_its_last_attempt() {
     let mut client = connect();
     let queue = fresh_name("lease");
-    let id: i64 = client
-        .query_one("SELECT id FROM jobs.enqueue('t', queue => $1, max_attempts => 2)", &[&queue])
-        .unwrap()
-        .get(0);
+    let id: i64 =
+        client.query_one("SELECT id FROM jobs.enqueue('t', queue => $1, max_attempts => 2)", &[&queue]).unwrap().get(0);
     client.execute("SELECT jobs.claim('w', $1, lease => '1 second')", &[&queue]).unwrap();
     let started = Instant::now();
     let recovered = wait_for(Duration::from_secs(4), || (job_state(&mut client, id) == "queued").then(Instant::now))
         .expect("recovered within 3 s of the lease's end");
     println!("lease of 1 s recovered after {:?}", recovered - started);
-    let outcomes: Vec<String> = client
-        .query_one("SELECT array_agg(outcome) FROM jobs.job_run WHERE job_id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let outcomes: Vec<String> =
+        client.query_one("SELECT array_agg(outcome) FROM jobs.job_run WHERE job_id = $1", &[&id]).unwrap().get(0);
     assert_eq!(outcomes, ["lease_expired"]);
 
     client.execute("SELECT jobs.claim('w', $1, lease => '1 second')", &[&queue]).unwrap();
@@ -156,7 +149,12 @@ struct Trigger<'a>(&'a str);
 impl Drop for Trigger<'_> {
     fn drop(&mut self) {
         let mut client = connect();
-        client.batch_execute(&format!("DROP TRIGGER IF EXISTS {0} ON jobs.job; DROP FUNCTION IF EXISTS public.{0}()", self.0)).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP TRIGGER IF EXISTS {0} ON jobs.job; DROP FUNCTION IF EXISTS public.{0}()",
+                self.0
+            ))
+            .unwrap();
     }
 }
 
@@ -191,7 +189,6 @@ fn a_schedule_that_cannot_enqueue_does_not_stop_the_others() {
 
 #[test]
 fn immediate_restart_loses_no_committed_job_and_schedules_resume() {
-    let pgdata = std::env::var("JOBS_PGDATA").expect("JOBS_PGDATA names the test cluster's data directory");
     let mut client = connect();
     let queue = fresh_name("crash");
     client
@@ -206,13 +203,7 @@ fn immediate_restart_loses_no_committed_job_and_schedules_resume() {
     assert!(wait_for(Duration::from_secs(3), || (count_jobs(&mut client, &name) > 0).then_some(())).is_some());
     drop(client);
 
-    let status = std::process::Command::new("sudo")
-        .args(["-u", "postgres", "/usr/lib/postgresql/15/bin/pg_ctl", "restart", "-m", "immediate", "-w", "-D", &pgdata])
-        .args(["-l", &format!("{pgdata}/server.log")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl restart -m immediate");
+    common::restart_immediately();
     let restarted = Instant::now();
 
     let mut client = wait_for(Duration::from_secs(30), || postgres::Client::connect(&dsn(), postgres::NoTls).ok())
@@ -246,7 +237,8 @@ fn tick_serves_a_database_the_worker_does_not() {
     other.batch_execute("CREATE EXTENSION jobs").unwrap();
     let warned = notices.lock().unwrap().clone();
     assert!(
-        warned.iter().any(|n| n.starts_with(&format!("WARNING: the jobs background worker does not serve database \"{database}\""))
+        warned.iter().any(|n| n
+            .starts_with(&format!("WARNING: the jobs background worker does not serve database \"{database}\""))
             && n.contains("jobs.tick()")),
         "{warned:?}"
     );
@@ -258,12 +250,8 @@ fn tick_serves_a_database_the_worker_does_not() {
     assert_eq!(count_jobs(&mut other, "default"), 1, "no worker serves this database");
     assert_eq!(job_state(&mut other, id), "running");
 
-    let counts: Vec<(String, i64)> = other
-        .query("SELECT task, count FROM jobs.tick()", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let counts: Vec<(String, i64)> =
+        other.query("SELECT task, count FROM jobs.tick()", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     assert!(counts.contains(&("schedules_fired".to_string(), 1)), "{counts:?}");
     assert!(counts.contains(&("leases_recovered".to_string(), 1)), "{counts:?}");
     assert_eq!(job_state(&mut other, id), "queued");
@@ -287,10 +275,8 @@ fn reloaded_retention_prunes_finished_jobs_with_their_history() {
     let mut client = connect();
     let queue = fresh_name("prune");
     let id: i64 = client.query_one("SELECT id FROM jobs.enqueue('t', queue => $1)", &[&queue]).unwrap().get(0);
-    let token: String = client
-        .query_one("SELECT lease_token::text FROM jobs.claim('w', $1)", &[&queue])
-        .unwrap()
-        .get(0);
+    let token: String =
+        client.query_one("SELECT lease_token::text FROM jobs.claim('w', $1)", &[&queue]).unwrap().get(0);
     client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]).unwrap();
     sleep(Duration::from_millis(1_500));
     assert_eq!(count_jobs(&mut client, &queue), 1, "kept for the default retention of 7 days");

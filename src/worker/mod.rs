@@ -117,9 +117,7 @@ fn maintenance_interval() -> Duration {
 
 /// Until the next schedule occurrence or lease expiry, at most `interval`.
 fn until_next_wakeup(interval: Duration) -> Duration {
-    let millis = Spi::get_one::<i64>("SELECT jobs._millis_until_next_wakeup()")
-    .ok()
-    .flatten();
+    let millis = Spi::get_one::<i64>("SELECT jobs._millis_until_next_wakeup()").ok().flatten();
     match millis {
         Some(ms) => Duration::from_millis(ms.max(0) as u64).min(interval),
         None => interval,
@@ -138,11 +136,7 @@ fn message(e: &CaughtError) -> String {
 pub fn wake_on_commit() {
     let pids: Vec<i32> = Spi::connect(|client| {
         client
-            .select(
-                "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1",
-                None,
-                &[WORKER_TYPE.into()],
-            )
+            .select("SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1", None, &[WORKER_TYPE.into()])
             .map(|rows| rows.filter_map(|row| row.get::<i32>(1).ok().flatten()).collect())
             .unwrap_or_default()
     });

@@ -57,3 +57,25 @@ pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The bin directory of the PostgreSQL the test cluster runs (pg_test/test.sh
+/// sets it from that major's pg_config).
+pub fn pg_bin() -> String {
+    std::env::var("JOBS_PGBIN").expect("JOBS_PGBIN must name the test cluster's PostgreSQL bin directory")
+}
+
+pub fn pgdata() -> String {
+    std::env::var("JOBS_PGDATA").expect("JOBS_PGDATA must name the test cluster's data directory")
+}
+
+/// `pg_ctl restart -m immediate` of the test cluster: a crash and recovery.
+pub fn restart_immediately() {
+    let pgdata = pgdata();
+    let status = std::process::Command::new("sudo")
+        .args(["-u", "postgres", &format!("{}/pg_ctl", pg_bin()), "restart", "-m", "immediate", "-w", "-t", "120"])
+        .args(["-D", &pgdata, "-l", &format!("{pgdata}/server.log")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl restart -m immediate");
+}
