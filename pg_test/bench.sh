@@ -21,6 +21,7 @@ trap 'bash pg_test/cluster.sh stop' EXIT
 bash pg_test/cluster.sh stop
 bash pg_test/cluster.sh start
 dsn=$(bash pg_test/cluster.sh dsn)
+export PATH=$(bash pg_test/cluster.sh bindir):$PATH
 cargo build --release --quiet --features bench --example bench
 
 {

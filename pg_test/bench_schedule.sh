@@ -7,4 +7,4 @@ export JOBS_PGDATA=${JOBS_PGDATA:-/tmp/jobs-bench-cluster} JOBS_PGPORT=${JOBS_PG
 trap 'bash pg_test/cluster.sh stop' EXIT
 bash pg_test/cluster.sh stop
 bash pg_test/cluster.sh start
-bash pg_test/lateness.sh "$(bash pg_test/cluster.sh dsn)"
+PATH=$(bash pg_test/cluster.sh bindir):$PATH bash pg_test/lateness.sh "$(bash pg_test/cluster.sh dsn)"

@@ -2,9 +2,12 @@
 # The demo: a throwaway cluster, a few jobs enqueued, a cron schedule fired
 # by the background worker, a small worker loop in psql that claims and
 # completes (or fails) them, then jobs.stats() and the attempt history. Leaves the cluster running so you can look around;
-# `bash pg_test/cluster.sh stop` removes it.
+# `bash pg_test/cluster.sh stop` removes it. It installs `jobs` into the
+# system's PostgreSQL 15 (/usr/lib/postgresql/15, /usr/share/postgresql/15),
+# as a user would; JOBS_PG=17 runs it on the project's own tree of 17 instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export JOBS_PG=${JOBS_PG:-system}
 
 bash pg_test/cluster.sh start
 sql() { bash pg_test/cluster.sh psql -qX -v ON_ERROR_STOP=1 "$@"; }

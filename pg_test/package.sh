@@ -28,7 +28,7 @@ deb_of() { echo "$OUT/postgresql-$1-jobs_${VERSION}-1_amd64.deb"; }
 # Debian's package of a library the extension links to.
 debian_dependency() {
     case "$1" in
-        libc.so.6 | libm.so.6 | libpthread.so.0 | libdl.so.2) echo libc6 ;;
+        libc.so.6 | libm.so.6 | libpthread.so.0 | libdl.so.2 | ld-linux-x86-64.so.2) echo libc6 ;;
         libgcc_s.so.1) echo libgcc-s1 ;;
         *) echo "package: jobs.so needs $1, which no dependency of the package provides" >&2; return 1 ;;
     esac

@@ -16,15 +16,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; bash pg_test/cluster.sh stop' EXIT
 bash pg_test/cluster.sh stop
 bash pg_test/cluster.sh start
 dsn=$(bash pg_test/cluster.sh dsn)
-sql() { psql "$dsn" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+bin=$(bash pg_test/cluster.sh bindir)
+sql() { "$bin/psql" "$dsn" -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
 sql -c "ALTER SYSTEM SET jobs.retention = '30s'" -c "SELECT pg_reload_conf()" >/dev/null
 work=$(mktemp -d)
 echo "SELECT jobs.enqueue('soak', '{\"n\": 1}', queue => 'soak');" >"$work/enqueue.sql"
 echo "SELECT count(jobs.complete(c.id, c.lease_token)) FROM jobs.claim('soak-' || :client_id, 'soak', max_jobs => 10) c;" >"$work/drain.sql"
 
-pgbench "$dsn" -n -f "$work/enqueue.sql" -c 2 -j 2 -R "$enqueue_rate" -T "$seconds" >"$work/enqueue.log" 2>&1 &
-pgbench "$dsn" -n -f "$work/drain.sql" -c 4 -j 2 -R 100 -T "$seconds" >"$work/drain.log" 2>&1 &
+"$bin/pgbench" "$dsn" -n -f "$work/enqueue.sql" -c 2 -j 2 -R "$enqueue_rate" -T "$seconds" >"$work/enqueue.log" 2>&1 &
+"$bin/pgbench" "$dsn" -n -f "$work/drain.sql" -c 4 -j 2 -R 100 -T "$seconds" >"$work/drain.log" 2>&1 &
 
 last_id=0
 report() {
