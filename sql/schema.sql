@@ -98,3 +98,15 @@ CREATE TABLE jobs.job_run (
     CONSTRAINT job_run_outcome_valid
         CHECK (outcome IN ('completed', 'failed', 'lease_expired', 'canceled'))
 );
+
+-- The tables hold the users' data, not the extension's: pg_dump and
+-- pg_dumpall leave an extension's tables out of a dump unless they are
+-- marked, and a restore would bring back an empty queue. Every row is kept
+-- (no filter: a finished job is history someone may need), and the identity
+-- sequences too, so restored ids continue past the old ones.
+SELECT pg_catalog.pg_extension_config_dump('jobs.job', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_run', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.schedule', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.schedule_id_seq', '');

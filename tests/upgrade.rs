@@ -3,29 +3,16 @@
 //! must survive untouched and its schema must be exactly that of a fresh
 //! install of the current version (pg_dump of both, compared).
 //!
-//! Releases covered: 0.1.0 → current. The install scripts of earlier releases
+//! Releases covered: 0.1.0 and 0.2.0 → current. The install scripts of earlier releases
 //! are kept in sql/ (jobs--<version>.sql) and installed by pg_test/cluster.sh.
 
 mod common;
 
-use common::{connect_to, create_database, drop_database, dsn_for};
+use common::{connect_to, contents, create_database, drop_database, dsn_for, fill_every_state};
 use std::process::Command;
 
-const EARLIER_RELEASES: &[&str] = &["0.1.0"];
+const EARLIER_RELEASES: &[&str] = &["0.1.0", "0.2.0"];
 const CURRENT: &str = env!("CARGO_PKG_VERSION");
-
-/// Every row of the extension's tables, as JSON, in a stable order.
-fn contents(db: &mut postgres::Client) -> String {
-    db.query_one(
-        "SELECT jsonb_build_object(
-             'job', (SELECT jsonb_agg(to_jsonb(j) ORDER BY j.id) FROM jobs.job j),
-             'job_run', (SELECT jsonb_agg(to_jsonb(r) ORDER BY r.job_id, r.id) FROM jobs.job_run r),
-             'schedule', (SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) FROM jobs.schedule s))::text",
-        &[],
-    )
-    .unwrap()
-    .get(0)
-}
 
 /// The schema of `database` as pg_dump prints it, the extension's own objects
 /// included (--binary-upgrade lists them), without what differs between any
@@ -48,11 +35,29 @@ fn schema_of(database: &str) -> String {
                 || line.starts_with("-- For binary upgrade")
                 // sequence positions are data; \restrict keys are random
                 || line.starts_with("SELECT pg_catalog.setval(")
+                // names the dumped tables by oid: config_of compares them
+                || line.starts_with("SELECT pg_catalog.binary_upgrade_create_empty_extension(")
                 || line.starts_with("\\restrict ")
                 || line.starts_with("\\unrestrict "))
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The relations pg_dump keeps the rows of (pg_extension_config_dump), by
+/// name, with their filters.
+fn config_of(database: &str) -> Vec<(String, String)> {
+    connect_to(&dsn_for(database))
+        .query(
+            "SELECT c.relation::regclass::text, c.condition
+             FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS c(relation, condition)
+             WHERE e.extname = 'jobs' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
 
 fn diff(a: &str, b: &str) -> String {
@@ -70,19 +75,7 @@ fn upgrade_from(release: &str) {
     let mut db = connect_to(&create_database(&old, ""));
     db.batch_execute(&format!("CREATE EXTENSION jobs VERSION '{release}'")).unwrap();
     // Jobs in every state, with history, and schedules enabled and paused.
-    db.batch_execute(
-        "SELECT jobs.enqueue_batch('noop', array_fill('{}'::jsonb, ARRAY[6]), queue => 'u');
-         SELECT jobs.enqueue('later', '{\"n\": 1}', queue => 'u', run_at => now() + interval '1 day');
-         SELECT jobs.enqueue('charge', '{\"order\": 7}', queue => 'u', idempotency_key => 'charge-7');
-         SELECT jobs.complete(id, lease_token, '{\"ok\": true}') FROM jobs.claim('w1', 'u');
-         SELECT jobs.fail(id, lease_token, 'boom') FROM jobs.claim('w1', 'u');
-         SELECT jobs.fail(id, lease_token, 'fatal', retryable => false) FROM jobs.claim('w1', 'u');
-         SELECT jobs.cancel(id) FROM jobs.claim('w1', 'u');
-         SELECT count(*) FROM jobs.claim('w2', 'u', lease => '1 hour');
-         SELECT jobs.schedule('nightly', '0 3 * * *', 'report', timezone => 'Europe/Paris');
-         SELECT jobs.schedule('paused', '*/5 * * * *', 'ping', enabled => false);",
-    )
-    .unwrap();
+    fill_every_state(&mut db, "1 hour");
     let before = contents(&mut db);
 
     db.batch_execute("ALTER EXTENSION jobs UPDATE").unwrap();
@@ -112,6 +105,8 @@ fn upgrade_from(release: &str) {
     if updated != installed {
         panic!("the schema updated from {release} differs from a fresh {CURRENT}:\n{}", diff(&updated, &installed));
     }
+    assert_eq!(config_of(&old), config_of(&fresh), "pg_dump keeps the same tables after the update from {release}");
+    assert_eq!(config_of(&fresh).len(), 6, "the three tables and their identity sequences are dumped");
     println!("{release} -> {CURRENT}: data kept, schema identical to a fresh install");
     drop_database(&old);
     drop_database(&fresh);

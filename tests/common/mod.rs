@@ -4,6 +4,10 @@
 use postgres::{Client, NoTls};
 use std::time::{Duration, Instant};
 
+/// How long to wait for what must happen: it ends a test that would
+/// otherwise hang, and bounds nothing that is asserted.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 pub fn dsn() -> String {
     std::env::var("JOBS_TEST_DSN").expect("JOBS_TEST_DSN must name the test cluster; pg_test/test.sh sets it")
 }
@@ -78,4 +82,182 @@ pub fn restart_immediately() {
         .status()
         .expect("run pg_ctl");
     assert!(status.success(), "pg_ctl restart -m immediate");
+}
+
+/// Every row of the extension's tables in `db`, as JSON, in a stable order.
+pub fn contents(db: &mut Client) -> String {
+    db.query_one(
+        "SELECT jsonb_build_object(
+             'job', (SELECT jsonb_agg(to_jsonb(j) ORDER BY j.id) FROM jobs.job j),
+             'job_run', (SELECT jsonb_agg(to_jsonb(r) ORDER BY r.job_id, r.id) FROM jobs.job_run r),
+             'schedule', (SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) FROM jobs.schedule s))::text",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Fills a database that has the extension with jobs in every state (with
+/// payloads, results, errors and leases), their history, and schedules
+/// enabled and paused. One job stays running on a lease of `lease`.
+pub fn fill_every_state(db: &mut Client, lease: &str) {
+    db.batch_execute(&format!(
+        "SELECT jobs.enqueue_batch('noop', array_fill('{{\"n\": 1}}'::jsonb, ARRAY[6]), queue => 'u');
+         SELECT jobs.enqueue('later', '{{\"n\": 2}}', queue => 'u', run_at => now() + interval '1 day');
+         SELECT jobs.enqueue('charge', '{{\"order\": 7}}', queue => 'u', idempotency_key => 'charge-7');
+         SELECT jobs.complete(id, lease_token, '{{\"ok\": true}}') FROM jobs.claim('w1', 'u');
+         SELECT jobs.fail(id, lease_token, 'boom') FROM jobs.claim('w1', 'u');
+         SELECT jobs.fail(id, lease_token, 'fatal', retryable => false) FROM jobs.claim('w1', 'u');
+         SELECT jobs.cancel(id) FROM jobs.claim('w1', 'u');
+         SELECT count(*) FROM jobs.claim('w2', 'u', lease => '{lease}');
+         SELECT jobs.schedule('nightly', '0 3 * * *', 'report', timezone => 'Europe/Paris');
+         SELECT jobs.schedule('paused', '*/5 * * * *', 'ping', enabled => false);"
+    ))
+    .unwrap();
+}
+
+/// A throwaway cluster of the test cluster's major, run as the postgres
+/// user, with `jobs` preloaded; stopped and removed when dropped.
+pub struct Cluster {
+    pub port: u16,
+    pub data: String,
+    pub bin: String,
+}
+
+/// The test cluster's port: throwaway clusters take the ones above it.
+fn base_port() -> u16 {
+    dsn()
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix("port="))
+        .and_then(|port| port.parse().ok())
+        .expect("a port in JOBS_TEST_DSN")
+}
+
+pub fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new("sudo")
+        .args(["-u", "postgres", program])
+        .args(args)
+        .current_dir("/tmp")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl Cluster {
+    /// initdb and start with `conf` appended to postgresql.conf; `offset`
+    /// picks its port above the test cluster's.
+    pub fn start(name: &str, offset: u16, conf: &str) -> Cluster {
+        Cluster::start_with(&pg_bin(), name, offset, conf)
+    }
+
+    pub fn start_with(bin: &str, name: &str, offset: u16, conf: &str) -> Cluster {
+        let cluster = Cluster::init(bin, name, offset, conf);
+        cluster.pg_ctl(&["start"]);
+        cluster
+    }
+
+    /// initdb only.
+    pub fn init(bin: &str, name: &str, offset: u16, conf: &str) -> Cluster {
+        let port = base_port() + 100 + offset;
+        let data = format!("/tmp/jobs-{name}-{}", std::process::id());
+        let cluster = Cluster { port, data: data.clone(), bin: bin.to_string() };
+        cluster.stop_quietly();
+        let _ = std::fs::remove_dir_all(&data);
+        as_postgres(
+            &format!("{bin}/initdb"),
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+        );
+        cluster.append_conf(&format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{data}'\n\
+             shared_preload_libraries = 'jobs'\nlog_line_prefix = '%m [%p] %b '\n{conf}\n"
+        ));
+        cluster
+    }
+
+    /// A cluster in a data directory made otherwise (pg_basebackup).
+    pub fn adopt(bin: &str, data: &str, offset: u16) -> Cluster {
+        Cluster { port: base_port() + 100 + offset, data: data.to_string(), bin: bin.to_string() }
+    }
+
+    pub fn append_conf(&self, conf: &str) {
+        let path = format!("{}/postgresql.conf", self.data);
+        let text = String::from_utf8(as_postgres("/bin/cat", &[&path]).stdout).unwrap() + conf;
+        let mut child = std::process::Command::new("sudo")
+            .args(["-u", "postgres", "tee", &path])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let log = format!("{}/server.log", self.data);
+        let mut all = vec!["-D", &self.data, "-l", &log, "-w", "-t", "120"];
+        all.extend_from_slice(args);
+        as_postgres(&format!("{}/pg_ctl", self.bin), &all);
+    }
+
+    fn stop_quietly(&self) {
+        let _ = std::process::Command::new("sudo")
+            .args(["-u", "postgres", &format!("{}/pg_ctl", self.bin), "-D", &self.data, "-m", "immediate", "stop"])
+            .current_dir("/tmp")
+            .output();
+    }
+
+    pub fn dsn(&self, database: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={database}", self.port)
+    }
+
+    pub fn connect(&self, database: &str) -> Client {
+        connect_to(&self.dsn(database))
+    }
+
+    /// Runs one of the cluster's own programs (pg_dump, psql …) as root.
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let output = std::process::Command::new(format!("{}/{program}", self.bin))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&as_postgres("/bin/cat", &[&format!("{}/server.log", self.data)]).stdout).into_owned()
+    }
+
+    /// The pid of the jobs background worker, if it runs.
+    pub fn worker_pid(&self) -> Option<i32> {
+        let mut client = Client::connect(&self.dsn("postgres"), NoTls).ok()?;
+        client
+            .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'", &[])
+            .ok()
+            .flatten()
+            .map(|row| row.get(0))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_quietly();
+        let _ = std::process::Command::new("rm").args(["-rf", &self.data]).status();
+    }
 }
