@@ -14,7 +14,9 @@
 #     library preloaded the plain-SQL regression suite (pg_test/regress.sh)
 #     and every black-box test in tests/ over real connections, then the
 #     Debian package of that major (pg_test/package.sh check);
-#  4. checks the system cluster of step 2: same postmaster and worker, no
+#  4. pg_upgrade from each older major of the run to the newest
+#     (tests/pg_upgrade.rs);
+#  5. checks the system cluster of step 2: same postmaster and worker, no
 #     file of the system's PostgreSQL changed.
 # Tests install only into the trees in target/postgres and start only
 # clusters of their own.
@@ -34,7 +36,7 @@ trap 'bash pg_test/isolation.sh stop' EXIT
 blackbox=(blackbox security fuzz worker clients upgrade backup faults)
 blackbox_args=()
 for t in "${blackbox[@]}"; do blackbox_args+=(--test "$t"); done
-cargo test --quiet --features blackbox "${blackbox_args[@]}" --no-run
+cargo test --quiet --features blackbox "${blackbox_args[@]}" --test pg_upgrade --no-run
 
 summary=()
 for major in $majors; do
@@ -59,6 +61,18 @@ for major in $majors; do
     jobs_log "PostgreSQL $major: Debian package"
     bash pg_test/package.sh check "$major"
     summary+=("PostgreSQL $major: $((SECONDS - major_started)) s")
+done
+
+# pg_upgrade from each older major to the newest, now that every tree has
+# `jobs` installed.
+newest=$(echo "$majors" | tail -1)
+for major in $majors; do
+    [ "$major" = "$newest" ] && continue
+    major_started=$SECONDS
+    jobs_log "pg_upgrade $major -> $newest"
+    JOBS_UPGRADE_FROM_BIN=$("$(jobs_pg_config "$major")" --bindir) JOBS_PGBIN=$("$(jobs_pg_config "$newest")" --bindir) \
+        JOBS_TEST_PORT_BASE=28960 cargo test --quiet --features blackbox --test pg_upgrade -- --nocapture
+    summary+=("pg_upgrade $major -> $newest: $((SECONDS - major_started)) s")
 done
 
 bash pg_test/isolation.sh check

@@ -34,7 +34,12 @@ pub extern "C-unwind" fn _PG_init() {
     // The worker and postmaster-level settings exist only when preloaded.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         guc::define_postmaster_gucs();
-        worker::register();
+        // pg_upgrade starts both clusters in binary-upgrade mode and drops
+        // and recreates every database: a worker connected to one makes it
+        // fail ("database is being accessed by other users").
+        if !unsafe { pg_sys::IsBinaryUpgrade } {
+            worker::register();
+        }
     }
 }
 

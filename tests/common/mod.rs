@@ -124,8 +124,12 @@ pub struct Cluster {
     pub bin: String,
 }
 
-/// The test cluster's port: throwaway clusters take the ones above it.
+/// Throwaway clusters take the ports above this one: JOBS_TEST_PORT_BASE,
+/// else the test cluster's.
 fn base_port() -> u16 {
+    if let Ok(port) = std::env::var("JOBS_TEST_PORT_BASE") {
+        return port.parse().expect("JOBS_TEST_PORT_BASE is a port");
+    }
     dsn()
         .split_whitespace()
         .find_map(|pair| pair.strip_prefix("port="))
@@ -157,13 +161,13 @@ impl Cluster {
     }
 
     pub fn start_with(bin: &str, name: &str, offset: u16, conf: &str) -> Cluster {
-        let cluster = Cluster::init(bin, name, offset, conf);
+        let cluster = Cluster::init(bin, name, offset, conf, &[]);
         cluster.pg_ctl(&["start"]);
         cluster
     }
 
-    /// initdb only.
-    pub fn init(bin: &str, name: &str, offset: u16, conf: &str) -> Cluster {
+    /// initdb (with `initdb_args` besides the usual) only.
+    pub fn init(bin: &str, name: &str, offset: u16, conf: &str, initdb_args: &[&str]) -> Cluster {
         let port = base_port() + 100 + offset;
         let data = format!("/tmp/jobs-{name}-{}", std::process::id());
         let cluster = Cluster { port, data: data.clone(), bin: bin.to_string() };
@@ -240,6 +244,10 @@ impl Cluster {
         output
     }
 
+    pub fn major(&self) -> u32 {
+        major_of(&self.bin)
+    }
+
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&as_postgres("/bin/cat", &[&format!("{}/server.log", self.data)]).stdout).into_owned()
     }
@@ -253,6 +261,13 @@ impl Cluster {
             .flatten()
             .map(|row| row.get(0))
     }
+}
+
+/// The major version of the PostgreSQL in bin directory `bin`.
+pub fn major_of(bin: &str) -> u32 {
+    let out = std::process::Command::new(format!("{bin}/pg_config")).arg("--version").output().expect("pg_config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok()).expect("a version")
 }
 
 impl Drop for Cluster {
