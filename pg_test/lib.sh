@@ -155,7 +155,14 @@ jobs_replace_file() {
     mv -f "$2.new" "$2"
 }
 
-as_postgres() { sudo -u postgres "$@"; }
+# Runs a command as the postgres user. A PostgreSQL program runs with its
+# tree's libraries first: the project's trees are relocatable, and without
+# it a server's walreceiver or postgres_fdw loads the system's older libpq.
+as_postgres() {
+    local program=$1
+    shift
+    sudo -u postgres env "LD_LIBRARY_PATH=$(dirname "$program")/../lib" "$program" "$@"
+}
 
 # Creates (if new) and starts a cluster: jobs_cluster_start PG_CONFIG PGDATA
 # PORT; JOBS_EXTRA_CONF adds lines to postgresql.conf of a new cluster.

@@ -33,7 +33,7 @@ bash pg_test/isolation.sh start
 trap 'bash pg_test/isolation.sh stop' EXIT
 
 # The black-box tests are plain clients of a server: built once, for any major.
-blackbox=(blackbox security fuzz worker clients upgrade backup faults)
+blackbox=(blackbox security fuzz worker clients upgrade backup replication faults)
 blackbox_args=()
 for t in "${blackbox[@]}"; do blackbox_args+=(--test "$t"); done
 cargo test --quiet --features blackbox "${blackbox_args[@]}" --test pg_upgrade --no-run

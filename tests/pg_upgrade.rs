@@ -59,8 +59,9 @@ fn pg_upgrade_keeps_every_row_and_the_worker_serves_the_upgraded_cluster() {
     let upgrade = format!("{new_bin}/pg_upgrade");
     let check = as_postgres(&upgrade, &args(true).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(String::from_utf8_lossy(&check.stdout).contains("Clusters are compatible"), "pg_upgrade --check");
+    let library_path = format!("LD_LIBRARY_PATH={new_bin}/../lib");
     let out = std::process::Command::new("sudo")
-        .args(["-u", "postgres", &upgrade])
+        .args(["-u", "postgres", "env", &library_path, &upgrade])
         .args(args(false))
         .current_dir("/tmp")
         .output()

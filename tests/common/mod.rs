@@ -75,13 +75,10 @@ pub fn pgdata() -> String {
 /// `pg_ctl restart -m immediate` of the test cluster: a crash and recovery.
 pub fn restart_immediately() {
     let pgdata = pgdata();
-    let status = std::process::Command::new("sudo")
-        .args(["-u", "postgres", &format!("{}/pg_ctl", pg_bin()), "restart", "-m", "immediate", "-w", "-t", "120"])
-        .args(["-D", &pgdata, "-l", &format!("{pgdata}/server.log")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl restart -m immediate");
+    as_postgres(
+        &format!("{}/pg_ctl", pg_bin()),
+        &["restart", "-m", "immediate", "-w", "-t", "120", "-D", &pgdata, "-l", &format!("{pgdata}/server.log")],
+    );
 }
 
 /// Every row of the extension's tables in `db`, as JSON, in a stable order.
@@ -137,9 +134,14 @@ fn base_port() -> u16 {
         .expect("a port in JOBS_TEST_DSN")
 }
 
+/// Runs `program` as the postgres user. A PostgreSQL program runs with its
+/// tree's libraries first: the project's trees are relocatable, and without
+/// it a server's walreceiver loads the system's older libpq.
 pub fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let libraries = std::path::Path::new(program).parent().map(|bin| bin.join("../lib"));
+    let library_path = libraries.map(|l| format!("LD_LIBRARY_PATH={}", l.display())).unwrap_or_default();
     let output = std::process::Command::new("sudo")
-        .args(["-u", "postgres", program])
+        .args(["-u", "postgres", "env", &library_path, program])
         .args(args)
         .current_dir("/tmp")
         .output()
@@ -173,19 +175,18 @@ impl Cluster {
         let cluster = Cluster { port, data: data.clone(), bin: bin.to_string() };
         cluster.stop_quietly();
         let _ = std::fs::remove_dir_all(&data);
-        as_postgres(
-            &format!("{bin}/initdb"),
-            &[
-                "-D",
-                &data,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "--no-instructions",
-            ],
-        );
+        let mut args = vec![
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        ];
+        args.extend_from_slice(initdb_args);
+        as_postgres(&format!("{bin}/initdb"), &args);
         cluster.append_conf(&format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{data}'\n\
              shared_preload_libraries = 'jobs'\nlog_line_prefix = '%m [%p] %b '\n{conf}\n"
@@ -220,8 +221,9 @@ impl Cluster {
     }
 
     fn stop_quietly(&self) {
+        let pg_ctl = format!("{}/pg_ctl", self.bin);
         let _ = std::process::Command::new("sudo")
-            .args(["-u", "postgres", &format!("{}/pg_ctl", self.bin), "-D", &self.data, "-m", "immediate", "stop"])
+            .args(["-u", "postgres", &pg_ctl, "-D", &self.data, "-m", "immediate", "stop"])
             .current_dir("/tmp")
             .output();
     }
