@@ -32,11 +32,12 @@ cargo fmt --check
 bash pg_test/isolation.sh start
 trap 'bash pg_test/isolation.sh stop' EXIT
 
-# The black-box tests are plain clients of a server: built once, for any major.
+# The black-box tests are plain clients of a server: built once, for any
+# major (with the pgrx of the run's first, which needs to be built anyway).
 blackbox=(blackbox security fuzz worker clients upgrade backup replication faults)
-blackbox_args=()
+blackbox_args=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
 for t in "${blackbox[@]}"; do blackbox_args+=(--test "$t"); done
-cargo test --quiet --features blackbox "${blackbox_args[@]}" --test pg_upgrade --no-run
+cargo test --quiet "${blackbox_args[@]}" --test pg_upgrade --no-run
 
 summary=()
 for major in $majors; do
@@ -54,7 +55,7 @@ for major in $majors; do
     bash pg_test/regress.sh
     jobs_log "PostgreSQL $major: black-box tests"
     JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) JOBS_PGBIN=$(bash pg_test/cluster.sh bindir) \
-        cargo test --quiet --features blackbox "${blackbox_args[@]}" -- --nocapture --test-threads=1
+        cargo test --quiet "${blackbox_args[@]}" -- --nocapture --test-threads=1
     bash pg_test/cluster.sh stop
     trap 'bash pg_test/isolation.sh stop' EXIT
 
@@ -71,7 +72,7 @@ for major in $majors; do
     major_started=$SECONDS
     jobs_log "pg_upgrade $major -> $newest"
     JOBS_UPGRADE_FROM_BIN=$("$(jobs_pg_config "$major")" --bindir) JOBS_PGBIN=$("$(jobs_pg_config "$newest")" --bindir) \
-        JOBS_TEST_PORT_BASE=28960 cargo test --quiet --features blackbox --test pg_upgrade -- --nocapture
+        JOBS_TEST_PORT_BASE=28960 cargo test --quiet "${blackbox_args[@]:0:3}" --test pg_upgrade -- --nocapture
     summary+=("pg_upgrade $major -> $newest: $((SECONDS - major_started)) s")
 done
 
