@@ -34,10 +34,34 @@ trap 'bash pg_test/isolation.sh stop' EXIT
 
 # The black-box tests are plain clients of a server: built once, for any
 # major (with the pgrx of the run's first, which needs to be built anyway).
-blackbox=(blackbox security fuzz worker clients upgrade backup replication faults)
-blackbox_args=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
-for t in "${blackbox[@]}"; do blackbox_args+=(--test "$t"); done
-cargo test --quiet "${blackbox_args[@]}" --test pg_upgrade --no-run
+# Those that share the cluster with others run side by side; those that
+# restart it or its worker run alone after them.
+side_by_side=(blackbox security fuzz clients upgrade backup replication)
+alone=(worker faults)
+features=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
+all_tests=()
+for t in "${side_by_side[@]}" "${alone[@]}" pg_upgrade; do all_tests+=(--test "$t"); done
+cargo test --quiet "${features[@]}" "${all_tests[@]}" --no-run
+
+# Runs black-box test binaries at once, each with its output in a file;
+# prints them in order; fails if any failed.
+run_side_by_side() {
+    local dir pids=() names=("$@") t i failed=0
+    dir=$(mktemp -d /tmp/jobs-blackbox.XXXXXX)
+    for t in "$@"; do
+        cargo test --quiet "${features[@]}" --test "$t" -- --nocapture --test-threads=1 >"$dir/$t.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { failed=1; echo "tests/${names[$i]}.rs failed" >&2; }
+    done
+    for t in "$@"; do
+        echo "---- tests/$t.rs"
+        cat "$dir/$t.log"
+    done
+    rm -rf "$dir"
+    return "$failed"
+}
 
 summary=()
 for major in $majors; do
@@ -54,8 +78,11 @@ for major in $majors; do
     jobs_log "PostgreSQL $major: regression suite"
     bash pg_test/regress.sh
     jobs_log "PostgreSQL $major: black-box tests"
-    JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) JOBS_PGBIN=$(bash pg_test/cluster.sh bindir) \
-        cargo test --quiet "${blackbox_args[@]}" -- --nocapture --test-threads=1
+    export JOBS_TEST_DSN=$(bash pg_test/cluster.sh dsn) JOBS_PGBIN=$(bash pg_test/cluster.sh bindir)
+    run_side_by_side "${side_by_side[@]}"
+    for t in "${alone[@]}"; do
+        cargo test --quiet "${features[@]}" --test "$t" -- --nocapture --test-threads=1
+    done
     bash pg_test/cluster.sh stop
     trap 'bash pg_test/isolation.sh stop' EXIT
 
@@ -72,7 +99,7 @@ for major in $majors; do
     major_started=$SECONDS
     jobs_log "pg_upgrade $major -> $newest"
     JOBS_UPGRADE_FROM_BIN=$("$(jobs_pg_config "$major")" --bindir) JOBS_PGBIN=$("$(jobs_pg_config "$newest")" --bindir) \
-        JOBS_TEST_PORT_BASE=28960 cargo test --quiet "${blackbox_args[@]:0:3}" --test pg_upgrade -- --nocapture
+        JOBS_TEST_PORT_BASE=28960 cargo test --quiet "${features[@]}" --test pg_upgrade -- --nocapture
     summary+=("pg_upgrade $major -> $newest: $((SECONDS - major_started)) s")
 done
 
