@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{Cluster, PATIENCE, contents, fill_every_state, wait_for};
+use common::{
+    Cluster, PATIENCE, contents, expired_at, fill_every_state, firings_and_repeats, wait_for, wait_for_state,
+};
 use postgres::Client;
 
 /// The largest id of each table: restored sequences must continue past them.
@@ -122,32 +124,12 @@ fn dumps_and_restores_keep_every_job_history_and_schedule() {
     create_database(&target, "app");
     target.run("pg_restore", &["--exit-on-error", "-d", &target.dsn("app"), &file("custom.dump")]);
     let mut app = target.connect("app");
-    let running: i64 = app.query_one("SELECT id FROM jobs.job WHERE worker_id = 'w2'", &[]).map(|r| r.get(0)).unwrap();
-    wait_for(PATIENCE, || {
-        let state: String =
-            app.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&running]).unwrap().get(0);
-        (state == "queued").then_some(())
-    })
-    .expect("the restored running job is recovered once its lease ends");
-    let expired_at: f64 = app
-        .query_one(
-            "SELECT extract(epoch FROM finished_at)::float8 FROM jobs.job_run
-             WHERE job_id = $1 AND outcome = 'lease_expired'",
-            &[&running],
-        )
-        .unwrap()
-        .get(0);
-    assert!(expired_at >= lease_until, "recovered before its lease ended");
-    wait_for(PATIENCE, || {
-        let n: i64 = app.query_one("SELECT count(*) FROM jobs.job WHERE queue = 'beat'", &[]).unwrap().get(0);
-        (n >= 3).then_some(())
-    })
-    .expect("the restored schedule fires");
-    let twice: i64 = app
-        .query_one("SELECT count(*) - count(DISTINCT scheduled_for) FROM jobs.job WHERE queue = 'beat'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(twice, 0, "the restored schedule fires once per occurrence");
+    let running: i64 = app.query_one("SELECT id FROM jobs.job WHERE worker_id = 'w2'", &[]).unwrap().get(0);
+    wait_for_state(&mut app, running, "queued", "the restored running job is recovered once its lease ends");
+    assert!(expired_at(&mut app, running) >= lease_until, "recovered before its lease ended");
+    wait_for(PATIENCE, || (firings_and_repeats(&mut app, "beat").0 >= 3).then_some(()))
+        .expect("the restored schedule fires");
+    assert_eq!(firings_and_repeats(&mut app, "beat").1, 0, "the restored schedule fires once per occurrence");
     drop(app);
     drop(target);
 

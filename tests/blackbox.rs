@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{connect, fresh_name as fresh_queue};
+use common::{PATIENCE, connect, fresh_name as fresh_queue};
 use postgres::Client;
 use postgres::error::SqlState;
 use std::collections::HashMap;
@@ -202,9 +202,6 @@ fn concurrent_enqueuers_with_one_idempotency_key_create_one_job() {
     assert_eq!(count, 1);
 }
 
-/// How long to wait for a notification that must come: it ends a test that
-/// would otherwise hang, and bounds nothing that is asserted.
-const PATIENCE: Duration = Duration::from_secs(60);
 /// How long to go on listening for a notification that must not come.
 const QUIET: Duration = Duration::from_millis(1_500);
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dsn, fresh_name, wait_for};
+use common::{PATIENCE, Rng, dsn, fresh_name, wait_for};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use std::collections::HashMap;
@@ -17,27 +17,12 @@ use std::time::{Duration, Instant};
 const PRODUCERS: usize = 2;
 const JOBS_PER_PRODUCER: usize = 1_500;
 const WORKERS: usize = 8;
-/// How long to wait for what must happen: it ends a test that would
-/// otherwise hang, and bounds nothing that is asserted.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Connects, retrying while the server restarts.
 fn reconnect(application: &str) -> Client {
     let mut config: postgres::Config = dsn().parse().unwrap();
     config.application_name(application);
     wait_for(PATIENCE, || config.connect(NoTls).ok()).expect("the server comes back")
-}
-
-/// A small deterministic PRNG (xorshift), so the test needs no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[derive(Default)]
@@ -134,7 +119,7 @@ fn every_committed_job_completes_exactly_once_through_kills_and_crashes() {
                             }
                             tally.outlived_leases.fetch_add(1, Ordering::Relaxed);
                         } else {
-                            thread::sleep(Duration::from_millis(rng.below(5)));
+                            thread::sleep(Duration::from_millis(rng.below(5) as u64));
                         }
                         match client.execute("SELECT jobs.complete($1, $2::text::uuid)", &[&id, &token]) {
                             Ok(_) => *completions.lock().unwrap().entry(id).or_default() += 1,
@@ -179,7 +164,7 @@ fn every_committed_job_completes_exactly_once_through_kills_and_crashes() {
                     return None;
                 }
             };
-            let &pid = pids.get(rng.below(pids.len().max(1) as u64) as usize)?;
+            let &pid = pids.get(rng.below(pids.len().max(1)))?;
             admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).ok()?.get::<_, bool>(0).then_some(())
         });
         assert!(terminated.is_some(), "round {round}: nothing to terminate where {target}");

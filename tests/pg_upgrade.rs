@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{Cluster, PATIENCE, as_postgres, contents, fill_every_state, major_of, pg_bin, wait_for};
+use common::{
+    Cluster, PATIENCE, as_postgres, contents, fill_every_state, firings_and_repeats, major_of, pg_bin, wait_for,
+    wait_for_state,
+};
 
 #[test]
 fn pg_upgrade_keeps_every_row_and_the_worker_serves_the_upgraded_cluster() {
@@ -90,22 +93,10 @@ fn pg_upgrade_keeps_every_row_and_the_worker_serves_the_upgraded_cluster() {
     new.append_conf("jobs.database_name = 'app'\n");
     new.pg_ctl(&["restart", "-m", "fast"]);
     let mut app = new.connect("app");
-    wait_for(PATIENCE, || {
-        let state: String =
-            app.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&running]).unwrap().get(0);
-        (state == "queued").then_some(())
-    })
-    .expect("the upgraded cluster's worker recovers the expired lease");
-    wait_for(PATIENCE, || {
-        let n: i64 = app.query_one("SELECT count(*) FROM jobs.job WHERE queue = 'beat'", &[]).unwrap().get(0);
-        (n >= 2).then_some(())
-    })
-    .expect("the upgraded cluster's worker fires the schedule");
-    let twice: i64 = app
-        .query_one("SELECT count(*) - count(DISTINCT scheduled_for) FROM jobs.job WHERE queue = 'beat'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(twice, 0);
+    wait_for_state(&mut app, running, "queued", "the upgraded cluster's worker recovers the expired lease");
+    wait_for(PATIENCE, || (firings_and_repeats(&mut app, "beat").0 >= 2).then_some(()))
+        .expect("the upgraded cluster's worker fires the schedule");
+    assert_eq!(firings_and_repeats(&mut app, "beat").1, 0, "no occurrence fired twice");
     let rows: i64 = app
         .query_one(
             "SELECT (SELECT count(*) FROM jobs.job) + (SELECT count(*) FROM jobs.job_run)

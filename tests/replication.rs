@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Cluster, PATIENCE, as_postgres, pg_bin, wait_for};
+use common::{Cluster, PATIENCE, as_postgres, expired_at, pg_bin, wait_for, wait_for_state};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use std::collections::HashSet;
@@ -214,21 +214,8 @@ fn standby_runs_nothing_and_failover_loses_nothing() {
     for w in workers {
         w.join().expect("worker panicked");
     }
-    wait_for(PATIENCE, || {
-        let state: String =
-            db.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&abandoned]).unwrap().get(0);
-        (state == "queued").then_some(())
-    })
-    .expect("the lease held through the old primary is recovered");
-    let recovered_at: f64 = db
-        .query_one(
-            "SELECT extract(epoch FROM finished_at)::float8 FROM jobs.job_run
-             WHERE job_id = $1 AND outcome = 'lease_expired'",
-            &[&abandoned],
-        )
-        .unwrap()
-        .get(0);
-    assert!(recovered_at >= abandoned_lease, "recovered before its lease ended");
+    wait_for_state(&mut db, abandoned, "queued", "the lease held through the old primary is recovered");
+    assert!(expired_at(&mut db, abandoned) >= abandoned_lease, "recovered before its lease ended");
     let beats_after = count(
         &mut db,
         "SELECT count(*) FROM jobs.job WHERE queue = 'beat' AND created_at > pg_postmaster_start_time()",

@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::{connect, dsn, fresh_name, wait_for};
+use common::{PATIENCE, connect, dsn, expired_at, fresh_name, job_state, wait_for};
 use postgres::Client;
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-/// How long to wait for what must happen: it ends a test that would
-/// otherwise hang, and bounds nothing that is asserted.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn worker_pid(client: &mut Client) -> Option<i32> {
     client
@@ -24,10 +20,6 @@ fn worker_pid(client: &mut Client) -> Option<i32> {
 
 fn count_jobs(client: &mut Client, queue: &str) -> i64 {
     client.query_one("SELECT count(*) FROM jobs.job WHERE queue = $1", &[&queue]).unwrap().get(0)
-}
-
-fn job_state(client: &mut Client, id: i64) -> String {
-    client.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&id]).unwrap().get(0)
 }
 
 /// Firings of the schedule that enqueues into `queue`: (occurrence, lateness
@@ -97,18 +89,6 @@ fn claim_with_lease(client: &mut Client, queue: &str, lease: &str) -> f64 {
         .query_one(
             "SELECT extract(epoch FROM lease_until)::float8 FROM jobs.claim('w', $1, lease => $2::text::interval)",
             &[&queue, &lease],
-        )
-        .unwrap()
-        .get(0)
-}
-
-/// When (epoch s) the job's newest lease_expired attempt was recorded.
-fn expired_at(client: &mut Client, id: i64) -> f64 {
-    client
-        .query_one(
-            "SELECT extract(epoch FROM max(finished_at))::float8 FROM jobs.job_run
-             WHERE job_id = $1 AND outcome = 'lease_expired'",
-            &[&id],
         )
         .unwrap()
         .get(0)

@@ -81,6 +81,61 @@ pub fn restart_immediately() {
     );
 }
 
+/// A small deterministic PRNG (xorshift), so the tests need no extra crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+pub fn job_state(db: &mut Client, id: i64) -> String {
+    db.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&id]).unwrap().get(0)
+}
+
+/// Waits (PATIENCE) until job `id` is in `state`; panics with `what` if not.
+pub fn wait_for_state(db: &mut Client, id: i64, state: &str, what: &str) {
+    wait_for(PATIENCE, || (job_state(db, id) == state).then_some(())).unwrap_or_else(|| panic!("{what}"));
+}
+
+/// When (epoch seconds) job `id`'s newest lease_expired attempt was recorded.
+pub fn expired_at(db: &mut Client, id: i64) -> f64 {
+    db.query_one(
+        "SELECT extract(epoch FROM max(finished_at))::float8 FROM jobs.job_run
+         WHERE job_id = $1 AND outcome = 'lease_expired'",
+        &[&id],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Jobs of `queue` (a schedule's) and how many occurrences among them came twice.
+pub fn firings_and_repeats(db: &mut Client, queue: &str) -> (i64, i64) {
+    let row = db
+        .query_one(
+            "SELECT count(*), count(*) - count(DISTINCT scheduled_for) FROM jobs.job WHERE queue = $1",
+            &[&queue],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
 /// Every row of the extension's tables in `db`, as JSON, in a stable order.
 pub fn contents(db: &mut Client) -> String {
     db.query_one(
