@@ -6,7 +6,9 @@
 -- schedule, in the caller's transaction. The row lock (SKIP LOCKED) keeps
 -- concurrent firers off one schedule, and job_schedule_occurrence_idx makes a
 -- second job for one occurrence impossible. Missed occurrences (downtime)
--- collapse into the one fired; the schedule continues from now.
+-- collapse into the one fired; the schedule continues from now. A schedule
+-- without overlap skips an occurrence while its previous job (the newest,
+-- found backwards on that index) is still queued or running.
 CREATE FUNCTION jobs._fire_schedules() RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -14,6 +16,7 @@ AS $$
 DECLARE
     due jobs.schedule;
     fired bigint := 0;
+    skipped boolean;
 BEGIN
     FOR due IN
         SELECT * FROM jobs.schedule s
@@ -21,17 +24,22 @@ BEGIN
         ORDER BY s.next_run_at
         FOR UPDATE SKIP LOCKED
     LOOP
+        skipped := NOT due.overlap AND (SELECT j.state IN ('queued', 'running') FROM jobs.job j
+                                        WHERE j.schedule_id = due.id
+                                        ORDER BY j.scheduled_for DESC LIMIT 1) IS TRUE;
         -- One schedule that cannot enqueue (a user trigger, a full disk
         -- quota) must not stop the others: each gets its own subtransaction.
         BEGIN
-            INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts,
-                                  schedule_id, scheduled_for)
-            VALUES (due.queue, due.job_type, due.payload, due.priority, due.next_run_at,
-                    coalesce(due.max_attempts, jobs._default_max_attempts()), due.id, due.next_run_at)
-            ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
-            IF FOUND THEN
-                fired := fired + 1;
-                PERFORM pg_notify('jobs', due.queue);
+            IF NOT skipped THEN
+                INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts,
+                                      schedule_id, scheduled_for)
+                VALUES (due.queue, due.job_type, due.payload, due.priority, due.next_run_at,
+                        coalesce(due.max_attempts, jobs._default_max_attempts()), due.id, due.next_run_at)
+                ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
+                IF FOUND THEN
+                    fired := fired + 1;
+                    PERFORM pg_notify('jobs', due.queue);
+                END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'schedule % could not enqueue its job for %: %',
@@ -39,7 +47,7 @@ BEGIN
         END;
         BEGIN
             UPDATE jobs.schedule s
-            SET last_run_at = due.next_run_at,
+            SET last_run_at = CASE WHEN skipped THEN s.last_run_at ELSE due.next_run_at END,
                 next_run_at = jobs.next_run(due.cron, due.timezone, greatest(now(), due.next_run_at)),
                 updated_at = now()
             WHERE s.id = due.id;

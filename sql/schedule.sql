@@ -21,7 +21,8 @@ CREATE FUNCTION jobs.schedule(
     queue text DEFAULT 'default',
     priority int DEFAULT 0,
     max_attempts int DEFAULT NULL,
-    enabled boolean DEFAULT true
+    enabled boolean DEFAULT true,
+    overlap boolean DEFAULT true
 ) RETURNS jobs.schedule
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -35,21 +36,22 @@ BEGIN
     PERFORM jobs._check_not_null('cron', schedule.cron);
     PERFORM jobs._check_not_null('timezone', schedule.timezone);
     PERFORM jobs._check_not_null('enabled', schedule.enabled);
+    PERFORM jobs._check_not_null('overlap', schedule.overlap);
     PERFORM jobs._check_enqueue(schedule.job_type, schedule.queue, NULL, schedule.priority, schedule.max_attempts);
     PERFORM jobs._check_not_null('payload', schedule.payload);
     -- Validates the expression and zone even for a disabled schedule.
     next_at := jobs.next_run(schedule.cron, schedule.timezone, now());
 
     INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
-                                    max_attempts, enabled, next_run_at)
+                                    max_attempts, enabled, next_run_at, overlap)
     VALUES (schedule.name, schedule.cron, schedule.timezone, schedule.job_type, schedule.payload,
             schedule.queue, schedule.priority, schedule.max_attempts, schedule.enabled,
-            CASE WHEN schedule.enabled THEN next_at END)
+            CASE WHEN schedule.enabled THEN next_at END, schedule.overlap)
     ON CONFLICT (name) DO UPDATE
     SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
         payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
         max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
-        next_run_at = EXCLUDED.next_run_at, updated_at = now()
+        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
     RETURNING * INTO saved;
     PERFORM jobs._wake_worker();
     RETURN saved;

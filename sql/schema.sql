@@ -27,6 +27,9 @@ CREATE TABLE jobs.schedule (
     last_run_at  timestamptz,
     created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- false: an occurrence that comes while the schedule's previous job is
+    -- still queued or running is skipped (next_run_at advances, no job)
+    overlap      boolean NOT NULL DEFAULT true,
     CONSTRAINT schedule_name_valid CHECK (pg_catalog.length(name) BETWEEN 1 AND 128),
     CONSTRAINT schedule_job_type_valid CHECK (pg_catalog.length(job_type) BETWEEN 1 AND 128),
     CONSTRAINT schedule_queue_valid CHECK (pg_catalog.length(queue) BETWEEN 1 AND 128),

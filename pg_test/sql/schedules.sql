@@ -47,6 +47,27 @@ SELECT name, enabled, next_run_at FROM jobs.schedule('someday', '0 0 1 1 *', 'no
 SELECT jobs.unschedule('someday');
 SELECT jobs.unschedule('someday');
 
+-- Overlap: by default every occurrence enqueues; with overlap => false an
+-- occurrence that comes while the schedule's previous job is still queued or
+-- running is skipped (next_run_at advances, no job). Occurrences are made due
+-- here by moving next_run_at into the past; jobs.tick() fires them.
+SELECT name, overlap FROM jobs.schedule('single', '0 * * * *', 'hourly', queue => 'single', overlap => false);
+SELECT name, overlap FROM jobs.schedule('many', '0 * * * *', 'hourly', queue => 'many');
+UPDATE jobs.schedule SET next_run_at = now() - interval '3 hours' WHERE name IN ('single', 'many');
+SELECT task, count FROM jobs.tick() WHERE task = 'schedules_fired';
+UPDATE jobs.schedule SET next_run_at = now() - interval '2 hours' WHERE name IN ('single', 'many');
+SELECT task, count FROM jobs.tick() WHERE task = 'schedules_fired';   -- 'single' skips: its job is queued
+SELECT name, next_run_at > now() AS advanced, last_run_at = now() - interval '3 hours' AS last_run_kept
+FROM jobs.schedule WHERE name = 'single';
+SELECT queue, count(*) AS jobs FROM jobs.job WHERE queue IN ('single', 'many') GROUP BY queue ORDER BY queue;
+-- Once its job is finished, the next occurrence fires again.
+SELECT (jobs.complete(c.id, c.lease_token)).state FROM jobs.claim('w', 'single') c;
+UPDATE jobs.schedule SET next_run_at = now() - interval '1 hour' WHERE name = 'single';
+SELECT task, count FROM jobs.tick() WHERE task = 'schedules_fired';
+SELECT queue, state, count(*) AS jobs FROM jobs.job WHERE queue = 'single' GROUP BY queue, state ORDER BY state;
+SELECT jobs.schedule('bad', '0 * * * *', 'noop', overlap => NULL);
+SELECT jobs.unschedule('single'), jobs.unschedule('many');
+
 -- The two pg_cron forms: the last day of the month, and every N seconds
 -- from the previous firing.
 SELECT jobs.next_run('0 12 $ * *', after => '2028-02-03 00:00:00+00') AS last_day_of_february;
