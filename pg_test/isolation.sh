@@ -23,22 +23,26 @@ fingerprint() {
     done
 }
 
+# This cluster's postmaster and worker, and every other postmaster of the
+# system's PostgreSQL (a demo's).
 pids() {
     echo "postmaster $(head -1 "$PGDATA/postmaster.pid")"
     echo "worker $(psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'")"
+    pgrep -f "^$("$PG_CONFIG" --bindir)/postgres" | sort | sed 's/^/running postmaster /' || true
 }
 
 worker_up() { [ -n "$(psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'")" ]; }
 
 case "${1:-}" in
     start)
-        if pgrep -f "^$("$PG_CONFIG" --bindir)/postgres" >/dev/null; then
-            echo "isolation: a server of the system's PostgreSQL 15 is running; stop it first" >&2
-            exit 1
-        fi
         jobs_cluster_stop "$PG_CONFIG" "$PGDATA"
-        jobs_log "isolation: installing jobs into the system's PostgreSQL 15 and starting a cluster of it"
-        jobs_install "$PG_CONFIG"
+        if pgrep -f "^$("$PG_CONFIG" --bindir)/postgres" >/dev/null \
+                && [ -f "$("$PG_CONFIG" --pkglibdir)/jobs.so" ]; then
+            jobs_log "isolation: a server of the system's PostgreSQL 15 runs; starting a cluster beside it with the jobs installed there"
+        else
+            jobs_log "isolation: installing jobs into the system's PostgreSQL 15 and starting a cluster of it"
+            jobs_install "$PG_CONFIG"
+        fi
         jobs_cluster_start "$PG_CONFIG" "$PGDATA" "$PGPORT"
         psql_ -c 'CREATE EXTENSION jobs' >/dev/null
         for _ in $(seq 100); do worker_up && break; sleep 0.1; done
