@@ -2,7 +2,7 @@
 # The demo: a throwaway cluster, a few jobs enqueued, a cron schedule fired
 # by the background worker, a small worker loop in psql that claims and
 # completes (or fails) them, then jobs.stats() and the attempt history. Leaves the cluster running so you can look around;
-# `bash pg_test/cluster.sh stop` removes it. It installs `jobs` into the
+# `JOBS_PG=system bash pg_test/cluster.sh stop` removes it. It installs `jobs` into the
 # system's PostgreSQL 15 (/usr/lib/postgresql/15, /usr/share/postgresql/15),
 # as a user would; JOBS_PG=17 runs it on the project's own tree of 17 instead.
 set -euo pipefail
@@ -54,4 +54,4 @@ sql -c "SELECT r.job_id, j.job_type, r.attempt, r.worker_id, r.outcome, r.error
         FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id ORDER BY r.job_id, r.id"
 echo "== jobs.recent_failures (the operators' view of failed attempts)"
 sql -c "SELECT job_id, job_type, state, attempts, outcome, error FROM jobs.recent_failures"
-echo "The cluster is still running: bash pg_test/cluster.sh psql  (stop: bash pg_test/cluster.sh stop)"
+echo "The cluster is still running: JOBS_PG=$JOBS_PG bash pg_test/cluster.sh psql  (stop: JOBS_PG=$JOBS_PG bash pg_test/cluster.sh stop)"
