@@ -7,8 +7,8 @@
 #   bash pg_test/bench.sh
 #   BENCH_JOBS=20000 BENCH_BLOAT_SECONDS=120 bash pg_test/bench.sh   # shorter
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+. "$(dirname "$0")/lib.sh"
+cd "$JOBS_ROOT"
 # BENCH_ONLY=drain,latency (parts: enqueue, drain, batch, latency, bloat,
 # lateness) runs a part and writes its table elsewhere.
 only=${BENCH_ONLY:-}
