@@ -35,9 +35,11 @@ trap 'bash pg_test/isolation.sh stop' EXIT
 # The black-box tests are plain clients of a server: built once, for any
 # major (with the pgrx of the run's first, which needs to be built anyway).
 # Those that share the cluster with others run side by side; those that
-# restart it or its worker run alone after them.
-side_by_side=(blackbox security fuzz clients upgrade backup replication)
-alone=(worker faults)
+# restart it or its worker run alone after them, and so does the fuzzer: it
+# calls jobs.tick(), whose announcements of due jobs add to the worker's
+# (blackbox asserts that a delayed job is announced once).
+side_by_side=(blackbox security clients upgrade backup replication)
+alone=(fuzz worker faults)
 features=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
 all_tests=()
 for t in "${side_by_side[@]}" "${alone[@]}" pg_upgrade; do all_tests+=(--test "$t"); done
