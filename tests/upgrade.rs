@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{connect_to, contents, create_database, drop_database, dsn_for, fill_every_state};
+use common::{connect_to, contents, create_database, drop_database, dsn_for, fill_every_state, same_columns_as};
 use std::process::Command;
 
 const EARLIER_RELEASES: &[&str] = &["0.1.0", "0.2.0"];
@@ -65,21 +65,6 @@ fn config_of(database: &str) -> Vec<(String, String)> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
-}
-
-/// `after` with only the columns `before` has, row by row: an update may add
-/// columns (with their defaults), and must change nothing else.
-fn same_columns_as(before: &str, after: &str) -> serde_json::Value {
-    let before: serde_json::Value = serde_json::from_str(before).unwrap();
-    let mut after: serde_json::Value = serde_json::from_str(after).unwrap();
-    for (table, rows) in after.as_object_mut().unwrap() {
-        let (Some(rows), Some(old_rows)) = (rows.as_array_mut(), before[table].as_array()) else { continue };
-        for (row, old) in rows.iter_mut().zip(old_rows) {
-            let old = old.as_object().unwrap();
-            row.as_object_mut().unwrap().retain(|column, _| old.contains_key(column));
-        }
-    }
-    after
 }
 
 fn diff(a: &str, b: &str) -> String {

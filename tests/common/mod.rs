@@ -149,6 +149,21 @@ pub fn contents(db: &mut Client) -> String {
     .get(0)
 }
 
+/// `after` with only the columns `before` has, row by row: an update may add
+/// columns (with their defaults), and must change nothing else.
+pub fn same_columns_as(before: &str, after: &str) -> serde_json::Value {
+    let before: serde_json::Value = serde_json::from_str(before).unwrap();
+    let mut after: serde_json::Value = serde_json::from_str(after).unwrap();
+    for (table, rows) in after.as_object_mut().unwrap() {
+        let (Some(rows), Some(old_rows)) = (rows.as_array_mut(), before[table].as_array()) else { continue };
+        for (row, old) in rows.iter_mut().zip(old_rows) {
+            let old = old.as_object().unwrap();
+            row.as_object_mut().unwrap().retain(|column, _| old.contains_key(column));
+        }
+    }
+    after
+}
+
 /// Fills a database that has the extension with jobs in every state (with
 /// payloads, results, errors and leases), their history, and schedules
 /// enabled and paused. One job stays running on a lease of `lease`.
