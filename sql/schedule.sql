@@ -1,6 +1,6 @@
 -- Cron schedules: jobs.schedule, jobs.unschedule, jobs.pause_schedule,
 -- jobs.resume_schedule. The cron engine itself is jobs.next_run (Rust,
--- src/cron.rs); it raises 22023 for a bad expression or time zone.
+-- src/cron/); it raises 22023 for a bad expression or time zone.
 
 CREATE FUNCTION jobs._raise_no_schedule(name text) RETURNS void
 LANGUAGE plpgsql VOLATILE
