@@ -41,12 +41,17 @@ AS $$
 DECLARE
     lease_for interval := coalesce(claim.lease, jobs._default_lease());
 BEGIN
-    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.max_jobs >= 1
+    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.queue <> 'sql'
+            AND claim.max_jobs >= 1
             AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
     THEN
         PERFORM jobs._lease_or_default(claim.lease);
         PERFORM jobs._check_not_null('worker_id', claim.worker_id);
         PERFORM jobs._check_name('queue', claim.queue);
+        IF claim.queue = 'sql' THEN
+            -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
+            PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
+        END IF;
         PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
                                      coalesce(claim.max_jobs::text, 'null')));
     END IF;

@@ -5,7 +5,8 @@
 -- search_path (look-alike functions or operators in public) changes nothing.
 
 -- Checks shared by both enqueue functions (and jobs.schedule). run_at and
--- max_attempts may be NULL (now, jobs.default_max_attempts).
+-- max_attempts may be NULL (now, jobs.default_max_attempts). Queue 'sql'
+-- holds SQL jobs, which only jobs.enqueue_sql creates (sql/sql_jobs.sql).
 CREATE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -13,6 +14,9 @@ AS $$
 BEGIN
     PERFORM jobs._check_name('job_type', job_type);
     PERFORM jobs._check_name('queue', queue);
+    IF queue = 'sql' THEN
+        PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs: use jobs.enqueue_sql or jobs.schedule_sql');
+    END IF;
     PERFORM jobs._check_not_null('priority', priority);
     IF NOT isfinite(run_at) THEN
         PERFORM jobs._invalid(format('run_at must be a finite timestamp, not %s', run_at));
@@ -39,7 +43,7 @@ AS $$
 DECLARE
     inserted jobs.job;
 BEGIN
-    IF NOT coalesce(jobs._is_name(enqueue.job_type) AND jobs._is_name(enqueue.queue)
+    IF NOT coalesce(jobs._is_name(enqueue.job_type) AND jobs._is_name(enqueue.queue) AND enqueue.queue <> 'sql'
             AND enqueue.priority IS NOT NULL AND enqueue.payload IS NOT NULL
             AND coalesce(enqueue.max_attempts >= 1, true) AND coalesce(isfinite(enqueue.run_at), true)
             AND coalesce(enqueue.idempotency_key <> '' AND length(enqueue.idempotency_key) <= 255, true), false)

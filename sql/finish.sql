@@ -117,6 +117,10 @@ BEGIN
     IF job.state = 'running' THEN
         INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
         VALUES (job.id, job.attempts, job.worker_id, 'canceled', job.started_at, now());
+        -- The command of a running SQL job stops as soon as the worker sees this.
+        IF job.queue = 'sql' THEN
+            PERFORM jobs._wake_worker();
+        END IF;
     END IF;
     UPDATE jobs.job j
     SET state = 'canceled', lease_token = NULL, lease_until = NULL,

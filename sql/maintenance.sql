@@ -8,29 +8,33 @@
 -- second job for one occurrence impossible. Missed occurrences (downtime)
 -- collapse into the one fired; the schedule continues from now. A schedule
 -- without overlap skips an occurrence while its previous job (the newest,
--- found backwards on that index) is still queued or running.
-CREATE FUNCTION jobs._fire_schedules() RETURNS bigint
+-- found backwards on that index) is still queued or running, and counts it
+-- in skipped_runs.
+CREATE FUNCTION jobs._fire_schedules(OUT fired bigint, OUT skipped bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     due jobs.schedule;
-    fired bigint := 0;
-    skipped boolean;
+    skip boolean;
 BEGIN
+    fired := 0;
+    skipped := 0;
     FOR due IN
         SELECT * FROM jobs.schedule s
         WHERE s.enabled AND s.next_run_at <= now()
         ORDER BY s.next_run_at
         FOR UPDATE SKIP LOCKED
     LOOP
-        skipped := NOT due.overlap AND (SELECT j.state IN ('queued', 'running') FROM jobs.job j
+        skip := NOT due.overlap AND (SELECT j.state IN ('queued', 'running') FROM jobs.job j
                                         WHERE j.schedule_id = due.id
                                         ORDER BY j.scheduled_for DESC LIMIT 1) IS TRUE;
         -- One schedule that cannot enqueue (a user trigger, a full disk
         -- quota) must not stop the others: each gets its own subtransaction.
         BEGIN
-            IF NOT skipped THEN
+            IF skip THEN
+                skipped := skipped + 1;
+            ELSE
                 INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts,
                                       schedule_id, scheduled_for)
                 VALUES (due.queue, due.job_type, due.payload, due.priority, due.next_run_at,
@@ -47,7 +51,8 @@ BEGIN
         END;
         BEGIN
             UPDATE jobs.schedule s
-            SET last_run_at = CASE WHEN skipped THEN s.last_run_at ELSE due.next_run_at END,
+            SET last_run_at = CASE WHEN skip THEN s.last_run_at ELSE due.next_run_at END,
+                skipped_runs = s.skipped_runs + CASE WHEN skip THEN 1 ELSE 0 END,
                 next_run_at = jobs.next_run(due.cron, due.timezone, greatest(now(), due.next_run_at)),
                 updated_at = now()
             WHERE s.id = due.id;
@@ -59,7 +64,6 @@ BEGIN
             WHERE s.id = due.id;
         END;
     END LOOP;
-    RETURN fired;
 END
 $$;
 
@@ -147,7 +151,7 @@ AS $$
 $$;
 
 -- When the worker has something to do next: the earliest schedule
--- occurrence or lease expiry still ahead of this pass (NULL when none). Past
+-- occurrence, lease expiry or delayed SQL job still ahead of this pass (NULL when none). Past
 -- ones this pass could not take (rows locked by another transaction) are
 -- retried after the maintenance interval, not in a busy loop.
 CREATE FUNCTION jobs._next_wakeup() RETURNS timestamptz
@@ -157,7 +161,10 @@ AS $$
     SELECT least((SELECT min(s.next_run_at) FROM jobs.schedule s
                   WHERE s.enabled AND s.next_run_at > now()),
                  (SELECT min(j.lease_until) FROM jobs.job j
-                  WHERE j.state = 'running' AND j.lease_until > now()))
+                  WHERE j.state = 'running' AND j.lease_until > now()),
+                 -- delayed SQL jobs: the worker starts their executors
+                 (SELECT min(j.run_at) FROM jobs.job j
+                  WHERE j.state = 'queued' AND j.queue = 'sql' AND j.run_at > now()))
 $$;
 
 CREATE FUNCTION jobs._millis_until_next_wakeup() RETURNS bigint

@@ -30,6 +30,8 @@ CREATE TABLE jobs.schedule (
     -- false: an occurrence that comes while the schedule's previous job is
     -- still queued or running is skipped (next_run_at advances, no job)
     overlap      boolean NOT NULL DEFAULT true,
+    -- occurrences skipped because of overlap false
+    skipped_runs bigint NOT NULL DEFAULT 0,
     CONSTRAINT schedule_name_valid CHECK (pg_catalog.length(name) BETWEEN 1 AND 128),
     CONSTRAINT schedule_job_type_valid CHECK (pg_catalog.length(job_type) BETWEEN 1 AND 128),
     CONSTRAINT schedule_queue_valid CHECK (pg_catalog.length(queue) BETWEEN 1 AND 128),

@@ -67,6 +67,11 @@ pub static RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 /// Rows one pass of lease recovery or pruning handles at most.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 
+/// Most SQL jobs running at once (executors the worker keeps).
+pub static SQL_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+/// Longest a SQL job's command may run when it was given no timeout (seconds).
+pub static SQL_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(3_600);
+
 /// Settings of the maintenance duties. Reloadable (SIGHUP); defined in every
 /// backend because `jobs.tick()` reads them too.
 pub fn define_maintenance_gucs() {
@@ -100,6 +105,33 @@ pub fn define_maintenance_gucs() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"jobs.sql_workers",
+        c"Most SQL jobs running at once: each runs in its own background worker (an executor).",
+        c"Executors count against max_worker_processes. 0 stops starting SQL jobs.",
+        &SQL_WORKERS,
+        0,
+        1_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"jobs.sql_timeout",
+        c"Longest a SQL job's command may run when jobs.enqueue_sql or jobs.schedule_sql got no timeout.",
+        c"Read when the job or schedule is created; the timeout is stored with it.",
+        &SQL_TIMEOUT,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// jobs.sql_timeout, for the SQL that builds a SQL job's payload.
+#[pgrx::pg_extern(stable, parallel_safe, name = "_sql_timeout")]
+pub fn sql_timeout() -> pgrx::datum::Interval {
+    pgrx::datum::Interval::new(0, 0, i64::from(SQL_TIMEOUT.get()) * 1_000_000)
+        .expect("seconds of an i32 make a valid interval")
 }
 
 /// Settings only the postmaster reads; defining them after startup is an

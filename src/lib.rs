@@ -1,12 +1,13 @@
 //! `jobs`: a durable job queue and cron scheduler inside PostgreSQL.
 //! The queue API is hand-written SQL in `sql/`; Rust owns the settings, the
-//! cron engine and the background worker.
+//! cron engine, the background worker and the executors of SQL jobs.
 
 use pgrx::prelude::*;
 
 mod backoff;
 mod cron;
 mod error;
+mod executor;
 mod guc;
 mod invariants;
 mod schedule;
@@ -24,6 +25,11 @@ extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
 extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["views"]);
 extension_sql_file!("../sql/schedule.sql", name = "schedule", requires = ["errors", "enqueue"]);
 extension_sql_file!("../sql/maintenance.sql", name = "maintenance", requires = ["errors"]);
+extension_sql_file!(
+    "../sql/sql_jobs.sql",
+    name = "sql_jobs",
+    requires = ["errors", "enqueue", "finish", "schedule", guc::sql_timeout]
+);
 extension_sql_file!("../sql/database_check.sql", name = "database_check", requires = ["schema"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
@@ -33,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::define_maintenance_gucs();
     // The worker and postmaster-level settings exist only when preloaded.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        executor::api::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         guc::define_postmaster_gucs();
         // pg_upgrade starts both clusters in binary-upgrade mode and drops
         // and recreates every database: a worker connected to one makes it

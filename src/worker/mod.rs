@@ -1,11 +1,14 @@
 //! The background worker: fires schedules, recovers expired leases, prunes
 //! old jobs and announces delayed jobs, one duty per module, each with a
-//! `run_once` that returns a count. `jobs.tick()` runs the same pass.
+//! `run_once` that returns a count. `jobs.tick()` runs the same pass. It also
+//! starts and watches the executors of SQL jobs (src/executor/).
 
+use crate::executor::{Executors, Plan};
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 mod due_jobs;
@@ -47,13 +50,15 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
 
     let mut due_since = None;
     let mut nap = Duration::ZERO;
+    let mut executors = Executors::default();
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let (next_nap, pass_started) = pass_surviving_errors(due_since);
+        let (next_nap, pass_started) = pass_surviving_errors(due_since, &mut executors);
         due_since = pass_started.or(due_since);
-        nap = next_nap;
+        // Running commands: leases to renew, cancels to notice.
+        nap = if executors.busy() { next_nap.min(Duration::from_secs(1)) } else { next_nap };
     }
     // Non-zero: the postmaster restarts a worker that was terminated
     // (pg_terminate_backend); exit code 0 would unregister it for good.
@@ -61,40 +66,55 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
 }
 
 /// One pass in its own transaction. An error is logged and rolled back, and
-/// the worker goes on after its usual interval.
-fn pass_surviving_errors(due_since: Option<TimestampWithTimeZone>) -> (Duration, Option<TimestampWithTimeZone>) {
+/// the worker goes on after its usual interval. Executors start only once
+/// the pass that claimed their jobs has committed.
+fn pass_surviving_errors(
+    due_since: Option<TimestampWithTimeZone>,
+    executors: &mut Executors,
+) -> (Duration, Option<TimestampWithTimeZone>) {
     let interval = maintenance_interval();
-    PgTryBuilder::new(move || BackgroundWorker::transaction(move || pass(due_since, interval)))
-        .catch_others(move |e| {
-            unsafe { pg_sys::AbortCurrentTransaction() };
-            warning!("jobs worker: pass failed and was rolled back: {}", message(&e));
-            (interval, None)
-        })
-        .execute()
+    let mut in_pass = AssertUnwindSafe(&mut *executors);
+    let (nap, started, plan) = PgTryBuilder::new(AssertUnwindSafe(|| {
+        BackgroundWorker::transaction(AssertUnwindSafe(|| pass(due_since, interval, &mut in_pass)))
+    }))
+    .catch_others(move |e| {
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        warning!("jobs worker: pass failed and was rolled back: {}", message(&e));
+        (interval, None, Plan::default())
+    })
+    .execute();
+    executors.carry_out(plan);
+    (nap, started)
 }
 
 /// Returns how long to sleep and when this pass started (the next pass
 /// announces jobs that became due since then).
-fn pass(due_since: Option<TimestampWithTimeZone>, interval: Duration) -> (Duration, Option<TimestampWithTimeZone>) {
+fn pass(
+    due_since: Option<TimestampWithTimeZone>,
+    interval: Duration,
+    executors: &mut Executors,
+) -> (Duration, Option<TimestampWithTimeZone>, Plan) {
     // Quiet until CREATE EXTENSION jobs has run in this database.
     if !Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'jobs')")
         .ok()
         .flatten()
         .unwrap_or(false)
     {
-        return (interval, None);
+        return (interval, None, Plan::default());
     }
     let started = Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
     let counts = run_duties(due_since);
+    let plan = executors.supervise();
     let batch = i64::from(guc::BATCH_SIZE.get());
     if counts.leases_recovered >= batch || counts.jobs_pruned >= batch {
-        return (Duration::ZERO, started); // more of the backlog waits
+        return (Duration::ZERO, started, plan); // more of the backlog waits
     }
-    (until_next_wakeup(interval), started)
+    (until_next_wakeup(interval), started, plan)
 }
 
 pub struct Counts {
     pub schedules_fired: i64,
+    pub schedules_skipped: i64,
     pub leases_recovered: i64,
     pub jobs_pruned: i64,
     pub due_jobs_notified: i64,
@@ -103,8 +123,10 @@ pub struct Counts {
 /// Every duty once, in the caller's transaction. `due_since` None: announce
 /// jobs that became due within the last maintenance interval.
 pub fn run_duties(due_since: Option<TimestampWithTimeZone>) -> Counts {
+    let (schedules_fired, schedules_skipped) = scheduler::run_once();
     Counts {
-        schedules_fired: scheduler::run_once(),
+        schedules_fired,
+        schedules_skipped,
         leases_recovered: recovery::run_once(guc::BATCH_SIZE.get()),
         jobs_pruned: pruning::run_once(guc::RETENTION.get(), guc::BATCH_SIZE.get()),
         due_jobs_notified: due_jobs::run_once(due_since, maintenance_interval()),
@@ -166,6 +188,7 @@ fn tick() -> TableIterator<'static, (name!(task, String), name!(count, i64))> {
     let counts = run_duties(None);
     TableIterator::new(vec![
         ("schedules_fired".to_string(), counts.schedules_fired),
+        ("schedules_skipped".to_string(), counts.schedules_skipped),
         ("leases_recovered".to_string(), counts.leases_recovered),
         ("jobs_pruned".to_string(), counts.jobs_pruned),
         ("due_jobs_notified".to_string(), counts.due_jobs_notified),
