@@ -38,7 +38,7 @@ trap 'bash pg_test/isolation.sh stop' EXIT
 # restart it or its worker run alone after them, and so does the fuzzer: it
 # calls jobs.tick(), whose announcements of due jobs add to the worker's
 # (blackbox asserts that a delayed job is announced once).
-side_by_side=(blackbox security clients upgrade backup replication)
+side_by_side=(blackbox security clients upgrade backup replication sql_jobs)
 alone=(fuzz worker faults)
 features=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
 all_tests=()

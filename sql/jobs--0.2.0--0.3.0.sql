@@ -65,28 +65,236 @@ END
 $$;
 REVOKE ALL ON FUNCTION jobs.schedule(text, text, text, jsonb, text, text, int, int, boolean, boolean) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION jobs._fire_schedules() RETURNS bigint
+-- SQL jobs (sql/sql_jobs.sql, src/executor/): queue 'sql' is theirs alone.
+ALTER TABLE jobs.schedule ADD COLUMN skipped_runs bigint NOT NULL DEFAULT 0;
+CREATE OR REPLACE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._check_name('job_type', job_type);
+    PERFORM jobs._check_name('queue', queue);
+    IF queue = 'sql' THEN
+        PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs: use jobs.enqueue_sql or jobs.schedule_sql');
+    END IF;
+    PERFORM jobs._check_not_null('priority', priority);
+    IF NOT isfinite(run_at) THEN
+        PERFORM jobs._invalid(format('run_at must be a finite timestamp, not %s', run_at));
+    END IF;
+    IF max_attempts < 1 THEN
+        PERFORM jobs._invalid(format('max_attempts must be at least 1, not %s', max_attempts));
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs.enqueue(
+    job_type text,
+    payload jsonb DEFAULT '{}',
+    queue text DEFAULT 'default',
+    run_at timestamptz DEFAULT NULL,
+    priority int DEFAULT 0,
+    max_attempts int DEFAULT NULL,
+    idempotency_key text DEFAULT NULL
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inserted jobs.job;
+BEGIN
+    IF NOT coalesce(jobs._is_name(enqueue.job_type) AND jobs._is_name(enqueue.queue) AND enqueue.queue <> 'sql'
+            AND enqueue.priority IS NOT NULL AND enqueue.payload IS NOT NULL
+            AND coalesce(enqueue.max_attempts >= 1, true) AND coalesce(isfinite(enqueue.run_at), true)
+            AND coalesce(enqueue.idempotency_key <> '' AND length(enqueue.idempotency_key) <= 255, true), false)
+    THEN
+        PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.run_at, enqueue.priority,
+                                    enqueue.max_attempts);
+        PERFORM jobs._check_not_null('payload', enqueue.payload);
+        -- Keys live in a btree, whose entries must stay under ~2.7 kB.
+        IF enqueue.idempotency_key = '' THEN
+            PERFORM jobs._invalid('idempotency_key must not be empty');
+        END IF;
+        PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters',
+                                     jobs._quote(enqueue.idempotency_key)));
+    END IF;
+
+    IF enqueue.idempotency_key IS NULL THEN
+        -- Without a key, no conflict is possible: skip ON CONFLICT's
+        -- speculative insertion.
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
+        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
+                coalesce(enqueue.run_at, now()),
+                coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
+        RETURNING * INTO inserted;
+        IF inserted.run_at <= now() THEN
+            -- Identical notifications in one transaction are delivered once.
+            PERFORM pg_notify('jobs', inserted.queue);
+        END IF;
+        RETURN inserted;
+    END IF;
+
+    -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
+    -- then the SELECT (a new snapshot) sees its job. The loop only repeats
+    -- when that job was deleted in between.
+    FOR attempt IN 1..3 LOOP
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts, idempotency_key)
+        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
+                coalesce(enqueue.run_at, now()),
+                coalesce(enqueue.max_attempts, jobs._default_max_attempts()),
+                enqueue.idempotency_key)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING * INTO inserted;
+        IF FOUND THEN
+            IF inserted.run_at <= now() THEN
+                PERFORM pg_notify('jobs', inserted.queue);
+            END IF;
+            RETURN inserted;
+        END IF;
+
+        SELECT * INTO inserted FROM jobs.job j WHERE j.idempotency_key = enqueue.idempotency_key;
+        IF FOUND THEN
+            RETURN inserted;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not enqueue with idempotency_key %s: its job keeps being deleted',
+                         jobs._quote(enqueue.idempotency_key));
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs.claim(
+    worker_id text,
+    queue text DEFAULT 'default',
+    max_jobs int DEFAULT 1,
+    lease interval DEFAULT NULL,
+    job_types text[] DEFAULT NULL
+) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- One plan per session. The claim query's cost depends on max_jobs only
+-- through LIMIT, which a generic plan estimates at 10 % of the rows:
+-- PostgreSQL then judges the generic plan dearer than a custom one and
+-- replans on every call (about 300 µs, more than the claim itself).
+SET plan_cache_mode = force_generic_plan
+-- That plan lives as long as the session, and one made while the table was
+-- empty would scan the table and sort: it must be the walk of
+-- job_claim_idx (and primary-key lookups) whatever the statistics said then.
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    lease_for interval := coalesce(claim.lease, jobs._default_lease());
+BEGIN
+    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.queue <> 'sql'
+            AND claim.max_jobs >= 1
+            AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
+    THEN
+        PERFORM jobs._lease_or_default(claim.lease);
+        PERFORM jobs._check_not_null('worker_id', claim.worker_id);
+        PERFORM jobs._check_name('queue', claim.queue);
+        IF claim.queue = 'sql' THEN
+            -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
+            PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
+        END IF;
+        PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
+                                     coalesce(claim.max_jobs::text, 'null')));
+    END IF;
+
+    -- SKIP LOCKED: rows another claimer is taking right now are passed over,
+    -- never waited for. The subquery walks job_claim_idx in claim order; the
+    -- ids come back as an array so the update finds each row by primary key
+    -- (a join let the planner hash against a scan of the whole table).
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE jobs.job j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            lease_until = now() + lease_for,
+            worker_id = claim.worker_id,
+            started_at = now(),
+            updated_at = now()
+        WHERE j.id = ANY (ARRAY(
+            SELECT p.id
+            FROM jobs.job p
+            WHERE p.state = 'queued'
+              AND p.queue = claim.queue
+              AND p.run_at <= now()
+              AND (claim.job_types IS NULL OR p.job_type = ANY (claim.job_types))
+            ORDER BY p.priority, p.run_at, p.id
+            LIMIT claim.max_jobs
+            FOR UPDATE SKIP LOCKED))
+        RETURNING j.*
+    )
+    SELECT * FROM claimed c ORDER BY c.priority, c.run_at, c.id;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs.cancel(job_id bigint) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job jobs.job;
+BEGIN
+    job := jobs._lock_job(cancel.job_id, '{queued,running}', 'queued or running');
+
+    -- A running attempt ends here: record it. Its worker's token stops
+    -- working because lease_token is cleared.
+    IF job.state = 'running' THEN
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        VALUES (job.id, job.attempts, job.worker_id, 'canceled', job.started_at, now());
+        -- The command of a running SQL job stops as soon as the worker sees this.
+        IF job.queue = 'sql' THEN
+            PERFORM jobs._wake_worker();
+        END IF;
+    END IF;
+    UPDATE jobs.job j
+    SET state = 'canceled', lease_token = NULL, lease_until = NULL,
+        finished_at = now(), updated_at = now()
+    WHERE j.id = cancel.job_id
+    RETURNING * INTO job;
+    RETURN job;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs._next_wakeup() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least((SELECT min(s.next_run_at) FROM jobs.schedule s
+                  WHERE s.enabled AND s.next_run_at > now()),
+                 (SELECT min(j.lease_until) FROM jobs.job j
+                  WHERE j.state = 'running' AND j.lease_until > now()),
+                 -- delayed SQL jobs: the worker starts their executors
+                 (SELECT min(j.run_at) FROM jobs.job j
+                  WHERE j.state = 'queued' AND j.queue = 'sql' AND j.run_at > now()))
+$$;
+-- Returns the occurrences skipped too (tick() shows them).
+DROP FUNCTION jobs._fire_schedules();
+CREATE FUNCTION jobs._fire_schedules(OUT fired bigint, OUT skipped bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     due jobs.schedule;
-    fired bigint := 0;
-    skipped boolean;
+    skip boolean;
 BEGIN
+    fired := 0;
+    skipped := 0;
     FOR due IN
         SELECT * FROM jobs.schedule s
         WHERE s.enabled AND s.next_run_at <= now()
         ORDER BY s.next_run_at
         FOR UPDATE SKIP LOCKED
     LOOP
-        skipped := NOT due.overlap AND (SELECT j.state IN ('queued', 'running') FROM jobs.job j
+        skip := NOT due.overlap AND (SELECT j.state IN ('queued', 'running') FROM jobs.job j
                                         WHERE j.schedule_id = due.id
                                         ORDER BY j.scheduled_for DESC LIMIT 1) IS TRUE;
         -- One schedule that cannot enqueue (a user trigger, a full disk
         -- quota) must not stop the others: each gets its own subtransaction.
         BEGIN
-            IF NOT skipped THEN
+            IF skip THEN
+                skipped := skipped + 1;
+            ELSE
                 INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts,
                                       schedule_id, scheduled_for)
                 VALUES (due.queue, due.job_type, due.payload, due.priority, due.next_run_at,
@@ -103,7 +311,8 @@ BEGIN
         END;
         BEGIN
             UPDATE jobs.schedule s
-            SET last_run_at = CASE WHEN skipped THEN s.last_run_at ELSE due.next_run_at END,
+            SET last_run_at = CASE WHEN skip THEN s.last_run_at ELSE due.next_run_at END,
+                skipped_runs = s.skipped_runs + CASE WHEN skip THEN 1 ELSE 0 END,
                 next_run_at = jobs.next_run(due.cron, due.timezone, greatest(now(), due.next_run_at)),
                 updated_at = now()
             WHERE s.id = due.id;
@@ -115,6 +324,271 @@ BEGIN
             WHERE s.id = due.id;
         END;
     END LOOP;
-    RETURN fired;
 END
 $$;
+CREATE FUNCTION jobs._sql_timeout() RETURNS interval
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sql_timeout_wrapper';
+
+-- Argument checks of jobs.enqueue_sql (22023), before its privilege checks.
+CREATE FUNCTION jobs._check_sql_job(command text, timeout interval, run_at timestamptz, max_attempts int,
+                                    priority int, idempotency_key text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._check_not_null('command', command);
+    IF command = '' THEN
+        PERFORM jobs._invalid('command must not be empty');
+    END IF;
+    IF timeout <= interval '0' THEN
+        PERFORM jobs._invalid(format('timeout must be positive, not %s', jobs._quote(timeout::text)));
+    ELSIF timeout > interval '100 years' THEN
+        PERFORM jobs._invalid(format('timeout %s is longer than 100 years', jobs._quote(timeout::text)));
+    END IF;
+    PERFORM jobs._check_not_null('max_attempts', max_attempts);
+    PERFORM jobs._check_enqueue('sql', 'default', run_at, priority, max_attempts);
+    IF idempotency_key = '' THEN
+        PERFORM jobs._invalid('idempotency_key must not be empty');
+    ELSIF length(idempotency_key) > 255 THEN
+        PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters', jobs._quote(idempotency_key)));
+    END IF;
+END
+$$;
+
+-- The rest of jobs.schedule_sql's argument checks, the cron expression and
+-- time zone included.
+CREATE FUNCTION jobs._check_sql_schedule(name text, cron text, timezone text, overlap boolean, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._check_name('name', name);
+    PERFORM jobs._check_not_null('cron', cron);
+    PERFORM jobs._check_not_null('timezone', timezone);
+    PERFORM jobs._check_not_null('overlap', overlap);
+    PERFORM jobs._check_not_null('enabled', enabled);
+    PERFORM jobs.next_run(cron, timezone, now());
+END
+$$;
+
+-- The payload of a SQL job and of a SQL schedule; timeout in seconds.
+CREATE FUNCTION jobs._sql_payload(command text, database text, run_as text, timeout interval) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('command', command, 'database', database, 'run_as', run_as,
+                              'timeout', extract(epoch FROM coalesce(timeout, jobs._sql_timeout())))
+$$;
+
+CREATE FUNCTION jobs._insert_sql_job(
+    payload jsonb,
+    run_at timestamptz,
+    max_attempts int,
+    priority int,
+    idempotency_key text
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inserted jobs.job;
+BEGIN
+    IF _insert_sql_job.idempotency_key IS NOT NULL THEN
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts, idempotency_key)
+        VALUES ('sql', 'sql', _insert_sql_job.payload, _insert_sql_job.priority,
+                coalesce(_insert_sql_job.run_at, now()), _insert_sql_job.max_attempts,
+                _insert_sql_job.idempotency_key)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING * INTO inserted;
+        IF NOT FOUND THEN
+            -- ON CONFLICT waited for a concurrent enqueuer of the key; its job is visible now.
+            SELECT * INTO inserted FROM jobs.job j WHERE j.idempotency_key = _insert_sql_job.idempotency_key;
+            RETURN inserted;
+        END IF;
+    ELSE
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
+        VALUES ('sql', 'sql', _insert_sql_job.payload, _insert_sql_job.priority,
+                coalesce(_insert_sql_job.run_at, now()), _insert_sql_job.max_attempts)
+        RETURNING * INTO inserted;
+    END IF;
+    PERFORM jobs._wake_worker();
+    RETURN inserted;
+END
+$$;
+
+CREATE FUNCTION jobs._save_sql_schedule(
+    name text,
+    cron text,
+    timezone text,
+    payload jsonb,
+    max_attempts int,
+    overlap boolean,
+    enabled boolean
+) RETURNS jobs.schedule
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    next_at timestamptz := jobs.next_run(_save_sql_schedule.cron, _save_sql_schedule.timezone, now());
+    saved jobs.schedule;
+BEGIN
+    INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
+                                    max_attempts, enabled, next_run_at, overlap)
+    VALUES (_save_sql_schedule.name, _save_sql_schedule.cron, _save_sql_schedule.timezone, 'sql',
+            _save_sql_schedule.payload, 'sql', 0, _save_sql_schedule.max_attempts, _save_sql_schedule.enabled,
+            CASE WHEN _save_sql_schedule.enabled THEN next_at END, _save_sql_schedule.overlap)
+    ON CONFLICT (name) DO UPDATE
+    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
+        payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+        max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
+        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
+    RETURNING * INTO saved;
+    PERFORM jobs._wake_worker();
+    RETURN saved;
+END
+$$;
+
+-- Why a SQL job cannot start now, in the job's error format, or NULL: the
+-- background worker asks before starting an executor, so that what
+-- changed since the job was created (a dropped role or database, a revoked
+-- CONNECT) fails the job with PostgreSQL's own words rather than an
+-- executor that dies while connecting.
+CREATE FUNCTION jobs._sql_job_refusal(database text, run_as text, login_required boolean) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN r.oid IS NULL THEN format('42704: role "%s" does not exist', run_as)
+        WHEN login_required AND NOT r.rolcanlogin THEN format('28000: role "%s" is not permitted to log in', run_as)
+        WHEN d.oid IS NULL THEN format('3D000: database "%s" does not exist', database)
+        WHEN NOT d.datallowconn THEN format('55000: database "%s" is not currently accepting connections', database)
+        WHEN NOT has_database_privilege(r.oid, d.oid, 'CONNECT')
+            THEN format('42501: permission denied for database "%s"', database)
+    END
+    FROM (SELECT) AS one
+    LEFT JOIN pg_roles r ON r.rolname = run_as
+    LEFT JOIN pg_database d ON d.datname = database
+$$;
+
+-- The background worker takes due SQL jobs for its free executors: jobs.claim
+-- without its refusal of queue 'sql'.
+CREATE FUNCTION jobs._claim_sql(max_jobs int, lease interval) RETURNS SETOF jobs.job
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE jobs.job j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        lease_token = gen_random_uuid(),
+        lease_until = now() + lease,
+        worker_id = 'jobs sql executor',
+        started_at = now(),
+        updated_at = now()
+    WHERE j.id = ANY (ARRAY(
+        SELECT p.id
+        FROM jobs.job p
+        WHERE p.state = 'queued' AND p.queue = 'sql' AND p.run_at <= now()
+        ORDER BY p.priority, p.run_at, p.id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED))
+    RETURNING j.*
+$$;
+
+-- Extends the leases of the SQL jobs whose commands are running; returns the
+-- ids still held. A job missing from the answer was canceled (or its lease
+-- was lost): its command must stop.
+CREATE FUNCTION jobs._hold_sql(job_ids bigint[], lease_tokens uuid[], lease interval) RETURNS SETOF bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE jobs.job j
+    SET lease_until = now() + lease
+    WHERE j.id = ANY (job_ids) AND j.state = 'running'
+      AND (j.id, j.lease_token) IN (SELECT * FROM unnest(job_ids, lease_tokens))
+    RETURNING j.id
+$$;
+
+-- Ends the attempt of a SQL job with its command's outcome: completed with
+-- `result`, or failed with `error` (retried while attempts remain and
+-- `retryable`). False when the job is no longer held under this token
+-- (canceled while its command ran): nothing changes then.
+CREATE FUNCTION jobs._finish_sql(job_id bigint, lease_token uuid, result jsonb, error text, retryable boolean)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF error IS NULL THEN
+        PERFORM jobs.complete(job_id, lease_token, result);
+    ELSE
+        PERFORM jobs.fail(job_id, lease_token, error, retryable => retryable);
+    END IF;
+    RETURN true;
+EXCEPTION WHEN object_not_in_prerequisite_state OR no_data_found THEN
+    RETURN false;
+END
+$$;
+
+-- No executor could be started for a claimed SQL job (max_worker_processes
+-- reached): it goes back to the queue as it was, no attempt made.
+CREATE FUNCTION jobs._release_sql(job_id bigint, lease_token uuid) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE jobs.job j
+    SET state = 'queued', attempts = j.attempts - 1, lease_token = NULL, lease_until = NULL,
+        updated_at = now()
+    WHERE j.id = _release_sql.job_id AND j.state = 'running' AND j.lease_token = _release_sql.lease_token
+$$;
+
+-- Called once when the background worker starts: SQL jobs still running
+-- belonged to executors of an earlier worker, which were stopped. Each ends
+-- its attempt now, as a failure with that reason, instead of waiting out its lease.
+CREATE FUNCTION jobs._fail_orphaned_sql(error text) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE jobs._finish_sql(j.id, j.lease_token, NULL, error, true))
+    FROM jobs.job j
+    WHERE j.state = 'running' AND j.queue = 'sql'
+$$;
+
+CREATE FUNCTION jobs.enqueue_sql(
+    command text,
+    run_at timestamptz DEFAULT NULL,
+    database text DEFAULT NULL,
+    run_as text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    priority int DEFAULT 0,
+    idempotency_key text DEFAULT NULL
+) RETURNS jobs.job
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'enqueue_sql_wrapper';
+
+CREATE FUNCTION jobs.schedule_sql(
+    name text,
+    cron text,
+    command text,
+    timezone text DEFAULT 'UTC',
+    database text DEFAULT NULL,
+    run_as text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    overlap boolean DEFAULT false,
+    enabled boolean DEFAULT true
+) RETURNS jobs.schedule
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_sql_wrapper';
+
+-- Like everything in the schema, granted to nobody (sql/privileges.sql).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobs FROM PUBLIC;

@@ -201,10 +201,17 @@ fn may_set_role(caller: pg_sys::Oid, role: pg_sys::Oid) -> bool {
 }
 
 fn check_database(run_as: &str, database: &str) {
-    let may_connect = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_database_privilege($1, d.oid, 'CONNECT') FROM pg_catalog.pg_database d WHERE d.datname = $2",
-        &[run_as.into(), database.into()],
-    )
+    let may_connect = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT pg_catalog.has_database_privilege($1, d.oid, 'CONNECT') FROM pg_catalog.pg_database d WHERE d.datname = $2",
+            None,
+            &[run_as.into(), database.into()],
+        )?;
+        match rows.len() {
+            0 => Ok(None),
+            _ => rows.first().get::<bool>(1),
+        }
+    })
     .expect("pg_database");
     match may_connect {
         None => raise(ERRCODE_INVALID_CATALOG_NAME, format!("database \"{database}\" does not exist"), None, None),

@@ -224,7 +224,7 @@ unsafe fn statement_text(sql: *const c_char, statement: *mut pg_sys::RawStmt) ->
             0 => whole.len(),
             len => (start + len as usize).min(whole.len()),
         };
-        CString::new(&whole[start..end]).expect("a slice of a C string has no NUL")
+        CString::new(whole[start..end].trim_ascii()).expect("a slice of a C string has no NUL")
     }
 }
 
