@@ -17,7 +17,7 @@ PGPORT=${JOBS_PGPORT:-28815}
 out=${JOBS_REGRESS_OUT:-/tmp/jobs-regress-${JOBS_PG:-15}}
 tests=("$@")
 if ((${#tests[@]} == 0)); then
-    tests=(enqueue claim_leases finish_retries cancel_retry_now schedules stats_tick errors)
+    tests=(enqueue claim_leases finish_retries cancel_retry_now schedules stats_tick errors sql_jobs)
 fi
 
 rm -rf "$out"

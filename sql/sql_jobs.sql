@@ -54,7 +54,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object('command', command, 'database', database, 'run_as', run_as,
-                              'timeout', extract(epoch FROM coalesce(timeout, jobs._sql_timeout())))
+                              'timeout', extract(epoch FROM coalesce(timeout, jobs._sql_timeout()))::float8)
 $$;
 
 CREATE FUNCTION jobs._insert_sql_job(

@@ -736,7 +736,10 @@ mod tests {
 
     #[pg_test]
     fn tick_reports_every_duty_even_when_idle() {
-        assert_eq!(tick_counts(), "due_jobs_notified=0 jobs_pruned=0 leases_recovered=0 schedules_fired=0");
+        assert_eq!(
+            tick_counts(),
+            "due_jobs_notified=0 jobs_pruned=0 leases_recovered=0 schedules_fired=0 schedules_skipped=0"
+        );
     }
 
     #[pg_test]

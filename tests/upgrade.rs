@@ -108,6 +108,28 @@ fn upgrade_from(release: &str) {
     assert_eq!(queued, 4);
     let refused = db.batch_execute("UPDATE jobs.job SET state = 'running' WHERE state = 'queued'");
     assert_eq!(refused.unwrap_err().code(), Some(&postgres::error::SqlState::CHECK_VIOLATION));
+    // Calls written for the earlier release keep working: jobs.schedule
+    // gained a parameter (overlap) and is still one function.
+    let overloads: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'jobs'::regnamespace AND proname = 'schedule'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(overloads, 1, "updated from {release}");
+    let overlap: bool = db
+        .query_one(
+            "SELECT overlap FROM jobs.schedule('old-call', '@hourly', 't', '{}', 'UTC', 'u', 0, NULL, true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(overlap);
+    // SQL jobs arrived with the update; this database is not the worker's,
+    // so they are refused as they would be in a fresh install here.
+    let err = db.query_one("SELECT jobs.enqueue_sql('SELECT 1')", &[]).unwrap_err();
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
     drop(db);
 
     connect_to(&create_database(&fresh, "")).batch_execute("CREATE EXTENSION jobs").unwrap();
