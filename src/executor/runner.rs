@@ -33,12 +33,15 @@ pub extern "C-unwind" fn jobs_sql_executor_main(arg: pg_sys::Datum) {
     // command at its next interrupt check, as it would end a client's query,
     // rather than exiting inside a signal handler.
     unsafe {
+        #[cfg(not(feature = "pg18"))]
         pg_sys::pqsignal(pg_sys::SIGTERM as c_int, Some(die_handler));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as c_int, Some(die_handler));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let Some(channel) = Channel::attach(arg.value() as u32) else {
         // The worker gave up on this job before we started: nothing to do.
-        unsafe { pg_sys::proc_exit(0) }
+        exit(0)
     };
     let request = channel.request();
     unsafe {
@@ -57,7 +60,14 @@ pub extern "C-unwind" fn jobs_sql_executor_main(arg: pg_sys::Datum) {
     if let Some(channel) = unsafe { CHANNEL.as_ref() } {
         channel.put_outcome(&outcome);
     }
-    unsafe { pg_sys::proc_exit(0) }
+    exit(0)
+}
+
+/// proc_exit, which the bindings of PostgreSQL 18 do not mark as diverging.
+#[allow(unreachable_code)]
+fn exit(code: c_int) -> ! {
+    unsafe { pg_sys::proc_exit(code) };
+    unreachable!("proc_exit does not return")
 }
 
 /// Connects as the job's role: a FATAL error here (the role may not log in,
