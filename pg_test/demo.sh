@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a throwaway cluster, a few jobs enqueued, a cron schedule fired
 # by the background worker, a small worker loop in psql that claims and
-# completes (or fails) them, then jobs.stats() and the attempt history. Leaves the cluster running so you can look around;
+# completes (or fails) them, two SQL jobs the extension runs itself, then
+# jobs.stats() and the attempt history. Leaves the cluster running so you can look around;
 # `JOBS_PG=system bash pg_test/cluster.sh stop` removes it. It installs `jobs` into the
 # system's PostgreSQL 15 (/usr/lib/postgresql/15, /usr/share/postgresql/15),
 # as a user would; JOBS_PG=17 runs it on the project's own tree of 17 instead.
@@ -45,6 +46,22 @@ while :; do
         fi
     done <<<"$batch"
 done
+
+echo
+echo "== SQL jobs: commands the extension runs itself, as psql runs a script"
+sql <<'SQL'
+CREATE TABLE IF NOT EXISTS demo_events (id int, at timestamptz DEFAULT now());
+SELECT id, state FROM jobs.enqueue_sql(
+    'INSERT INTO demo_events (id) SELECT generate_series(1, 3); VACUUM ANALYZE demo_events; SELECT * FROM demo_events');
+SELECT id, state FROM jobs.enqueue_sql('SELECT 1/0');
+SELECT name, cron, overlap FROM jobs.schedule_sql('demo-purge', '1 second', 'DELETE FROM demo_events WHERE id > 100');
+SQL
+for _ in $(seq 100); do
+    [ "$(sql -At -c "SELECT count(*) FROM jobs.job WHERE queue = 'sql' AND state IN ('queued', 'running')")" = 0 ] && break
+    sleep 0.1
+done
+sql -c "SELECT jobs.unschedule('demo-purge')" >/dev/null
+sql -c "SELECT id, state, result, last_error FROM jobs.job WHERE queue = 'sql' ORDER BY id LIMIT 2"
 
 echo
 echo "== jobs.queue_stats (the view; jobs.stats() returns the same)"

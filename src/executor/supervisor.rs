@@ -61,6 +61,8 @@ pub struct Executors {
 pub struct Plan {
     finished: Vec<i64>,
     start: Vec<Claimed>,
+    released: Vec<(i64, pgrx::Uuid)>,
+    orphans_handled: bool,
 }
 
 impl Executors {
@@ -69,16 +71,19 @@ impl Executors {
     }
 
     /// The worker's duty for SQL jobs, in the pass's transaction.
+    /// Nothing it decides is forgotten before the pass commits: a pass that
+    /// fails leaves everything to the next.
     pub fn supervise(&mut self) -> Plan {
+        let mut plan = Plan::default();
         if !self.orphans_handled {
             fail_orphans();
-            self.orphans_handled = true;
+            plan.orphans_handled = true;
         }
-        for (job_id, token) in self.unstarted.drain(..) {
+        for &(job_id, token) in &self.unstarted {
             Spi::run_with_args("SELECT jobs._release_sql($1, $2)", &[job_id.into(), token.into()])
                 .expect("jobs._release_sql");
+            plan.released.push((job_id, token));
         }
-        let mut plan = Plan::default();
         for executor in &self.running {
             if executor.stopped() {
                 executor.record_outcome();
@@ -129,6 +134,8 @@ impl Executors {
     /// After the pass committed: forgets finished executors and starts the
     /// claimed jobs' executors.
     pub fn carry_out(&mut self, plan: Plan) {
+        self.orphans_handled |= plan.orphans_handled;
+        self.unstarted.retain(|unstarted| !plan.released.contains(unstarted));
         let (done, running): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.running).into_iter().partition(|e| plan.finished.contains(&e.job_id));
         self.running = running;
