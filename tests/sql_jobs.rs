@@ -602,6 +602,7 @@ fn bad_arguments_are_refused_with_their_sqlstate_and_create_nothing() {
 #[test]
 fn odd_commands_run_or_fail_cleanly() {
     let mut db = connect();
+    let worker = worker_pid(&mut db);
     let long = format!("SELECT length('{}')", "x".repeat(200_000));
     let commands = [
         ("-- only a comment", Some(("", 0))),
@@ -636,4 +637,57 @@ fn odd_commands_run_or_fail_cleanly() {
             }
         }
     }
+    assert_eq!(worker_pid(&mut db), worker, "no command disturbed the jobs worker");
+}
+
+#[test]
+fn a_malformed_payload_fails_its_job_without_running_anything() {
+    let mut db = connect();
+    let id: i64 = db
+        .query_one(
+            "SELECT id FROM jobs.enqueue_sql('SELECT 1', run_at => now() + interval '1 hour', max_attempts => 3)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // Only the extension's owner can do this (the tables are not granted).
+    db.execute("UPDATE jobs.job SET payload = '{\"command\": 42}', run_at = now() WHERE id = $1", &[&id]).unwrap();
+    wait_for_state(&mut db, id, "failed", "the job with a malformed payload never failed");
+    let error = last_error(&mut db, id).unwrap();
+    assert!(error.starts_with(&format!("22023: the payload of SQL job {id} is malformed: ")), "{error}");
+    let attempts: i32 = db.query_one("SELECT attempts FROM jobs.job WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(attempts, 1, "not retried: the payload will not get better");
+}
+
+#[test]
+fn the_roles_own_settings_apply_to_its_commands() {
+    let mut db = connect();
+    let roles = Roles::create(&mut db);
+    let (member, table) = (&roles.member, &roles.table);
+    db.batch_execute(&format!(
+        "ALTER ROLE {member} SET search_path = custom_path, public;
+         ALTER ROLE {member} SET statement_timeout = '200ms';"
+    ))
+    .unwrap();
+    let mut producer = roles.login(&roles.producer);
+    let insert = format!(
+        "INSERT INTO public.{table} SELECT 'settings', current_setting('search_path'), current_setting('statement_timeout')"
+    );
+    let recorded: i64 =
+        producer.query_one("SELECT id FROM jobs.enqueue_sql($1, run_as => $2)", &[&insert, member]).unwrap().get(0);
+    wait_for_state(&mut db, recorded, "completed", "the settings were never recorded");
+    let seen: (String, String) = db
+        .query_one(&format!("SELECT current_role_name, session_role_name FROM {table} WHERE job = 'settings'"), &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(seen, ("custom_path, public".to_string(), "200ms".to_string()));
+    // The role's statement_timeout bounds each statement, well inside the job's own timeout.
+    let slow: i64 = producer
+        .query_one("SELECT id FROM jobs.enqueue_sql('SELECT pg_sleep(600)', run_as => $1)", &[member])
+        .unwrap()
+        .get(0);
+    wait_for_state(&mut db, slow, "failed", "the role's statement_timeout did not apply");
+    assert_eq!(last_error(&mut db, slow).as_deref(), Some("57014: canceling statement due to statement timeout"));
+    drop(producer);
+    roles.drop(&mut db);
 }

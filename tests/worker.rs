@@ -1,6 +1,6 @@
 //! Black-box tests of the background worker on a cluster that preloads the
 //! library: schedules, lease recovery, surviving terminations and crashes,
-//! and jobs.tick() in a database the worker does not serve.
+//! a crashed SQL executor, and jobs.tick() in a database the worker does not serve.
 //! `pg_test/test.sh` starts the cluster and sets JOBS_TEST_DSN and JOBS_PGDATA.
 
 mod common;
@@ -241,6 +241,43 @@ fn immediate_restart_loses_no_committed_job_and_schedules_resume() {
     });
     client.execute("SELECT jobs.unschedule($1)", &[&name]).unwrap();
     assert!(resumed.is_some(), "the schedule fires again after the restart");
+}
+
+#[test]
+fn a_crashed_executor_leaves_no_sql_job_running() {
+    let mut client = connect();
+    let id: i64 = client
+        .query_one("SELECT id FROM jobs.enqueue_sql('SELECT pg_sleep(600)', max_attempts => 2)", &[])
+        .unwrap()
+        .get(0);
+    let executor: i32 = wait_for(PATIENCE, || {
+        client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs sql executor' AND query = 'SELECT pg_sleep(600)'",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    })
+    .expect("the executor never ran the command");
+    drop(client);
+    // A backend killed by a signal: the postmaster resets every process,
+    // the jobs worker included, and recovers.
+    let killed = std::process::Command::new("kill").args(["-KILL", &executor.to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let mut client =
+        wait_for(PATIENCE, || postgres::Client::connect(&dsn(), postgres::NoTls).ok()).expect("the server comes back");
+    // The new worker ends the attempt at once rather than after the lease.
+    let (state, error) = wait_for(PATIENCE, || {
+        let row = client.query_opt("SELECT state::text, last_error FROM jobs.job WHERE id = $1", &[&id]).ok()??;
+        let state: String = row.get(0);
+        (state != "running").then(|| (state, row.get::<_, Option<String>>(1)))
+    })
+    .expect("the job stayed running after its executor crashed");
+    assert_eq!(state, "queued", "one attempt remains");
+    assert_eq!(error.as_deref(), Some("57P01: the jobs worker restarted while the command ran"));
+    client.query_one("SELECT jobs.cancel($1)", &[&id]).unwrap();
 }
 
 #[test]
