@@ -18,6 +18,32 @@ SELECT pg_catalog.pg_extension_config_dump('jobs.schedule_id_seq', '');
 ALTER TABLE jobs.schedule ADD COLUMN overlap boolean NOT NULL DEFAULT true;
 
 DROP FUNCTION jobs.schedule(text, text, text, jsonb, text, text, int, int, boolean);
+CREATE FUNCTION jobs._save_schedule(name text, cron text, timezone text, job_type text, payload jsonb, queue text,
+                                    priority int, max_attempts int, enabled boolean, overlap boolean)
+RETURNS jobs.schedule
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    next_at timestamptz := jobs.next_run(_save_schedule.cron, _save_schedule.timezone, now());
+    saved jobs.schedule;
+BEGIN
+    INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
+                                    max_attempts, enabled, next_run_at, overlap)
+    VALUES (_save_schedule.name, _save_schedule.cron, _save_schedule.timezone, _save_schedule.job_type,
+            _save_schedule.payload, _save_schedule.queue, _save_schedule.priority, _save_schedule.max_attempts,
+            _save_schedule.enabled, CASE WHEN _save_schedule.enabled THEN next_at END, _save_schedule.overlap)
+    ON CONFLICT (name) DO UPDATE
+    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
+        payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+        max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
+        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
+    RETURNING * INTO saved;
+    PERFORM jobs._wake_worker();
+    RETURN saved;
+END
+$$;
 CREATE FUNCTION jobs.schedule(
     name text,
     cron text,
@@ -33,10 +59,6 @@ CREATE FUNCTION jobs.schedule(
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    next_at timestamptz;
-    saved jobs.schedule;
 BEGIN
     PERFORM jobs._check_name('name', schedule.name);
     PERFORM jobs._check_not_null('cron', schedule.cron);
@@ -45,25 +67,14 @@ BEGIN
     PERFORM jobs._check_not_null('overlap', schedule.overlap);
     PERFORM jobs._check_enqueue(schedule.job_type, schedule.queue, NULL, schedule.priority, schedule.max_attempts);
     PERFORM jobs._check_not_null('payload', schedule.payload);
-    -- Validates the expression and zone even for a disabled schedule.
-    next_at := jobs.next_run(schedule.cron, schedule.timezone, now());
-
-    INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
-                                    max_attempts, enabled, next_run_at, overlap)
-    VALUES (schedule.name, schedule.cron, schedule.timezone, schedule.job_type, schedule.payload,
-            schedule.queue, schedule.priority, schedule.max_attempts, schedule.enabled,
-            CASE WHEN schedule.enabled THEN next_at END, schedule.overlap)
-    ON CONFLICT (name) DO UPDATE
-    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
-        payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
-        max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
-        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
-    RETURNING * INTO saved;
-    PERFORM jobs._wake_worker();
-    RETURN saved;
+    -- _save_schedule validates the expression and zone, even for a disabled schedule.
+    RETURN jobs._save_schedule(schedule.name, schedule.cron, schedule.timezone, schedule.job_type,
+                               schedule.payload, schedule.queue, schedule.priority, schedule.max_attempts,
+                               schedule.enabled, schedule.overlap);
 END
 $$;
 REVOKE ALL ON FUNCTION jobs.schedule(text, text, text, jsonb, text, text, int, int, boolean, boolean) FROM PUBLIC;
+
 
 -- SQL jobs (sql/sql_jobs.sql, src/executor/): queue 'sql' is theirs alone.
 ALTER TABLE jobs.schedule ADD COLUMN skipped_runs bigint NOT NULL DEFAULT 0;
@@ -417,39 +428,6 @@ BEGIN
     END IF;
     PERFORM jobs._wake_worker();
     RETURN inserted;
-END
-$$;
-
-CREATE FUNCTION jobs._save_sql_schedule(
-    name text,
-    cron text,
-    timezone text,
-    payload jsonb,
-    max_attempts int,
-    overlap boolean,
-    enabled boolean
-) RETURNS jobs.schedule
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    next_at timestamptz := jobs.next_run(_save_sql_schedule.cron, _save_sql_schedule.timezone, now());
-    saved jobs.schedule;
-BEGIN
-    INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
-                                    max_attempts, enabled, next_run_at, overlap)
-    VALUES (_save_sql_schedule.name, _save_sql_schedule.cron, _save_sql_schedule.timezone, 'sql',
-            _save_sql_schedule.payload, 'sql', 0, _save_sql_schedule.max_attempts, _save_sql_schedule.enabled,
-            CASE WHEN _save_sql_schedule.enabled THEN next_at END, _save_sql_schedule.overlap)
-    ON CONFLICT (name) DO UPDATE
-    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
-        payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
-        max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
-        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
-    RETURNING * INTO saved;
-    PERFORM jobs._wake_worker();
-    RETURN saved;
 END
 $$;
 

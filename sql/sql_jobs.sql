@@ -94,39 +94,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION jobs._save_sql_schedule(
-    name text,
-    cron text,
-    timezone text,
-    payload jsonb,
-    max_attempts int,
-    overlap boolean,
-    enabled boolean
-) RETURNS jobs.schedule
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    next_at timestamptz := jobs.next_run(_save_sql_schedule.cron, _save_sql_schedule.timezone, now());
-    saved jobs.schedule;
-BEGIN
-    INSERT INTO jobs.schedule AS s (name, cron, timezone, job_type, payload, queue, priority,
-                                    max_attempts, enabled, next_run_at, overlap)
-    VALUES (_save_sql_schedule.name, _save_sql_schedule.cron, _save_sql_schedule.timezone, 'sql',
-            _save_sql_schedule.payload, 'sql', 0, _save_sql_schedule.max_attempts, _save_sql_schedule.enabled,
-            CASE WHEN _save_sql_schedule.enabled THEN next_at END, _save_sql_schedule.overlap)
-    ON CONFLICT (name) DO UPDATE
-    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
-        payload = EXCLUDED.payload, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
-        max_attempts = EXCLUDED.max_attempts, enabled = EXCLUDED.enabled,
-        next_run_at = EXCLUDED.next_run_at, overlap = EXCLUDED.overlap, updated_at = now()
-    RETURNING * INTO saved;
-    PERFORM jobs._wake_worker();
-    RETURN saved;
-END
-$$;
-
 -- Why a SQL job cannot start now, in the job's error format, or NULL: the
 -- background worker asks before starting an executor, so that what
 -- changed since the job was created (a dropped role or database, a revoked

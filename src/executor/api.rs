@@ -96,7 +96,7 @@ fn schedule_sql(
     let (database, run_as) = where_and_as_whom(database, run_as);
     as_owner(|| {
         Spi::get_one_with_args::<pgrx::composite_type!('static, "jobs.schedule")>(
-            "SELECT s FROM jobs._save_sql_schedule($1, $2, $3, jobs._sql_payload($4, $5, $6, $7), $8, $9, $10) s",
+            "SELECT s FROM jobs._save_schedule($1, $2, $3, 'sql', jobs._sql_payload($4, $5, $6, $7), 'sql', 0, $8, $10, $9) s",
             &[
                 name.into(),
                 cron.into(),
@@ -111,7 +111,7 @@ fn schedule_sql(
             ],
         )
     })
-    .expect("jobs._save_sql_schedule")
+    .expect("jobs._save_schedule")
     .expect("an upsert returns its row")
 }
 
