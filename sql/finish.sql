@@ -152,6 +152,9 @@ BEGIN
     WHERE j.id = retry_now.job_id
     RETURNING * INTO job;
     PERFORM pg_notify('jobs', job.queue);
+    IF job.queue = 'sql' THEN
+        PERFORM jobs._wake_worker();  -- its executor starts at once
+    END IF;
     RETURN job;
 END
 $$;

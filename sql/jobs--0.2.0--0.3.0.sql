@@ -76,6 +76,7 @@ $$;
 REVOKE ALL ON FUNCTION jobs.schedule(text, text, text, jsonb, text, text, int, int, boolean, boolean) FROM PUBLIC;
 
 
+
 -- SQL jobs (sql/sql_jobs.sql, src/executor/): queue 'sql' is theirs alone.
 ALTER TABLE jobs.schedule ADD COLUMN skipped_runs bigint NOT NULL DEFAULT 0;
 CREATE OR REPLACE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
@@ -264,6 +265,33 @@ BEGIN
         finished_at = now(), updated_at = now()
     WHERE j.id = cancel.job_id
     RETURNING * INTO job;
+    RETURN job;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs.retry_now(job_id bigint) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    job jobs.job;
+BEGIN
+    job := jobs._lock_job(retry_now.job_id, '{failed,canceled,queued}', 'failed, canceled or queued');
+
+    -- A finished job starts over with all its attempts; a queued one only
+    -- stops waiting.
+    UPDATE jobs.job j
+    SET state = 'queued',
+        attempts = CASE WHEN job.state = 'queued' THEN j.attempts ELSE 0 END,
+        run_at = CASE WHEN job.state = 'queued' THEN least(j.run_at, now()) ELSE now() END,
+        finished_at = NULL,
+        updated_at = now()
+    WHERE j.id = retry_now.job_id
+    RETURNING * INTO job;
+    PERFORM pg_notify('jobs', job.queue);
+    IF job.queue = 'sql' THEN
+        PERFORM jobs._wake_worker();  -- its executor starts at once
+    END IF;
     RETURN job;
 END
 $$;
