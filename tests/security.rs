@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{connect, dsn, fresh_name};
+use common::{change_privileges, dsn, fresh_name};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
@@ -14,10 +14,9 @@ struct Roles(Vec<String>);
 
 impl Roles {
     fn create(names: &[&str]) -> Roles {
-        let mut admin = connect();
         let roles: Vec<String> = names.iter().map(|n| fresh_name(n).replace('-', "_")).collect();
         for role in &roles {
-            admin.batch_execute(&format!("CREATE ROLE {role} LOGIN")).unwrap();
+            change_privileges(&format!("CREATE ROLE {role} LOGIN"));
         }
         Roles(roles)
     }
@@ -31,9 +30,8 @@ impl Roles {
 
 impl Drop for Roles {
     fn drop(&mut self) {
-        let mut admin = connect();
         for role in &self.0 {
-            admin.batch_execute(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}")).unwrap();
+            change_privileges(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}"));
         }
     }
 }
@@ -74,7 +72,7 @@ fn public_can_do_nothing_even_with_usage_on_the_schema() {
     for sql in EVERY_CALL {
         denied(&mut nobody, sql);
     }
-    connect().batch_execute(&format!("GRANT USAGE ON SCHEMA jobs TO {}", roles.0[0])).unwrap();
+    change_privileges(&format!("GRANT USAGE ON SCHEMA jobs TO {}", roles.0[0]));
     for sql in EVERY_CALL {
         denied(&mut nobody, sql);
     }
@@ -84,14 +82,12 @@ fn public_can_do_nothing_even_with_usage_on_the_schema() {
 fn a_producer_can_only_enqueue_and_a_worker_can_only_work() {
     let roles = Roles::create(&["producer", "worker"]);
     let (producer_role, worker_role) = (&roles.0[0], &roles.0[1]);
-    connect()
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA jobs TO {producer_role}, {worker_role};
-             GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.enqueue_batch TO {producer_role};
-             GRANT EXECUTE ON FUNCTION jobs.claim, jobs.extend_lease, jobs.complete, jobs.complete_batch, jobs.fail
-                 TO {worker_role};"
-        ))
-        .unwrap();
+    change_privileges(&format!(
+        "GRANT USAGE ON SCHEMA jobs TO {producer_role}, {worker_role};
+         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.enqueue_batch TO {producer_role};
+         GRANT EXECUTE ON FUNCTION jobs.claim, jobs.extend_lease, jobs.complete, jobs.complete_batch, jobs.fail
+             TO {worker_role};"
+    ));
     let queue = fresh_name("grants");
     let (mut producer, mut worker) = (roles.login(0), roles.login(1));
 
@@ -125,13 +121,11 @@ fn a_producer_can_only_enqueue_and_a_worker_can_only_work() {
 fn a_roles_search_path_cannot_hijack_the_functions() {
     let roles = Roles::create(&["sneaky"]);
     let role = &roles.0[0];
-    connect()
-        .batch_execute(&format!(
-            "CREATE SCHEMA AUTHORIZATION {role};
-             GRANT USAGE ON SCHEMA jobs TO {role};
-             GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim TO {role};"
-        ))
-        .unwrap();
+    change_privileges(&format!(
+        "CREATE SCHEMA AUTHORIZATION {role};
+         GRANT USAGE ON SCHEMA jobs TO {role};
+         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim TO {role};"
+    ));
     let mut sneaky = roles.login(0);
     sneaky
         .batch_execute(&format!(

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{PATIENCE, connect, connect_to, create_database, drop_database, dsn_for, wait_for, wait_for_state};
+use common::{
+    PATIENCE, change_privileges, connect, connect_to, create_database, drop_database, dsn_for, wait_for, wait_for_state,
+};
 use postgres::Client;
 use postgres::error::SqlState;
 use std::time::Instant;
@@ -274,7 +276,7 @@ struct Roles {
 }
 
 impl Roles {
-    fn create(db: &mut Client) -> Roles {
+    fn create() -> Roles {
         let p = fresh("r");
         let roles = Roles {
             producer: format!("{p}_producer"),
@@ -285,7 +287,7 @@ impl Roles {
             table: format!("{p}_seen"),
         };
         let Roles { producer, worker, member, stranger, nologin, table } = &roles;
-        db.batch_execute(&format!(
+        change_privileges(&format!(
             "CREATE ROLE {producer} LOGIN; CREATE ROLE {worker} LOGIN; CREATE ROLE {member} LOGIN;
              CREATE ROLE {stranger} LOGIN; CREATE ROLE {nologin} NOLOGIN;
              GRANT {member} TO {producer}; GRANT {nologin} TO {producer};
@@ -295,8 +297,7 @@ impl Roles {
              -- what a command saw of who it ran as
              CREATE TABLE {table} (job text, current_role_name text, session_role_name text);
              GRANT INSERT ON {table} TO {producer}, {member}, {nologin};"
-        ))
-        .unwrap();
+        ));
         roles
     }
 
@@ -308,20 +309,19 @@ impl Roles {
         connect_to(&dsn.join(" "))
     }
 
-    fn drop(self, db: &mut Client) {
+    fn drop(self) {
         let Roles { producer, worker, member, stranger, nologin, table } = self;
-        db.batch_execute(&format!(
+        change_privileges(&format!(
             "DROP TABLE {table}; DROP OWNED BY {producer}, {worker}, {member}, {stranger}, {nologin};
              DROP ROLE {producer}, {worker}, {member}, {stranger}, {nologin};"
-        ))
-        .unwrap();
+        ));
     }
 }
 
 #[test]
 fn a_caller_cannot_make_sql_run_as_a_role_it_may_not_become() {
     let mut db = connect();
-    let roles = Roles::create(&mut db);
+    let roles = Roles::create();
     let mut producer = roles.login(&roles.producer);
     let before = jobs_of_sql_queue(&mut db);
     for (run_as, why) in [
@@ -371,13 +371,13 @@ fn a_caller_cannot_make_sql_run_as_a_role_it_may_not_become() {
         assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     }
     drop(producer);
-    roles.drop(&mut db);
+    roles.drop();
 }
 
 #[test]
 fn a_command_cannot_leave_its_role() {
     let mut db = connect();
-    let roles = Roles::create(&mut db);
+    let roles = Roles::create();
     let mut producer = roles.login(&roles.producer);
     let table = &roles.table;
     let escapes = [
@@ -416,13 +416,13 @@ fn a_command_cannot_leave_its_role() {
         assert_eq!(who, &(roles.producer.clone(), roles.producer.clone()));
     }
     drop(producer);
-    roles.drop(&mut db);
+    roles.drop();
 }
 
 #[test]
 fn workers_and_producers_cannot_touch_sql_jobs_behind_the_executors() {
     let mut db = connect();
-    let roles = Roles::create(&mut db);
+    let roles = Roles::create();
     let mut producer = roles.login(&roles.producer);
     let mut worker = roles.login(&roles.worker);
     let id: i64 = producer
@@ -445,16 +445,16 @@ fn workers_and_producers_cannot_touch_sql_jobs_behind_the_executors() {
     db.query_one("SELECT jobs.cancel($1)", &[&id]).unwrap();
     drop(producer);
     drop(worker);
-    roles.drop(&mut db);
+    roles.drop();
 }
 
 #[test]
 fn run_as_needs_connect_on_the_database() {
     let mut db = connect();
-    let roles = Roles::create(&mut db);
+    let roles = Roles::create();
     let name = fresh("closed");
     create_database(&name, "");
-    db.batch_execute(&format!("REVOKE CONNECT ON DATABASE {name} FROM PUBLIC")).unwrap();
+    change_privileges(&format!("REVOKE CONNECT ON DATABASE {name} FROM PUBLIC"));
     let mut producer = roles.login(&roles.producer);
     let before = jobs_of_sql_queue(&mut db);
     let err = producer.query_one("SELECT jobs.enqueue_sql('SELECT 1', database => $1)", &[&name]).unwrap_err();
@@ -462,7 +462,7 @@ fn run_as_needs_connect_on_the_database() {
     assert_eq!(jobs_of_sql_queue(&mut db), before);
     drop(producer);
     drop_database(&name);
-    roles.drop(&mut db);
+    roles.drop();
 }
 
 /// Polls until `probe` on the schedule's row holds.
@@ -662,13 +662,12 @@ fn a_malformed_payload_fails_its_job_without_running_anything() {
 #[test]
 fn the_roles_own_settings_apply_to_its_commands() {
     let mut db = connect();
-    let roles = Roles::create(&mut db);
+    let roles = Roles::create();
     let (member, table) = (&roles.member, &roles.table);
-    db.batch_execute(&format!(
+    change_privileges(&format!(
         "ALTER ROLE {member} SET search_path = custom_path, public;
          ALTER ROLE {member} SET statement_timeout = '200ms';"
-    ))
-    .unwrap();
+    ));
     let mut producer = roles.login(&roles.producer);
     let insert = format!(
         "INSERT INTO public.{table} SELECT 'settings', current_setting('search_path'), current_setting('statement_timeout')"
@@ -689,5 +688,5 @@ fn the_roles_own_settings_apply_to_its_commands() {
     wait_for_state(&mut db, slow, "failed", "the role's statement_timeout did not apply");
     assert_eq!(last_error(&mut db, slow).as_deref(), Some("57014: canceling statement due to statement timeout"));
     drop(producer);
-    roles.drop(&mut db);
+    roles.drop();
 }

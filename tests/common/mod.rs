@@ -42,6 +42,18 @@ pub fn drop_database(name: &str) {
     connect().batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
 }
 
+/// Runs `sql` (roles, grants, revokes) on the test cluster holding a lock
+/// that every test binary takes for the same: PostgreSQL fails concurrent
+/// GRANTs and REVOKEs on one object (the schema jobs, its functions) with
+/// "tuple concurrently updated", and the binaries run side by side.
+pub fn change_privileges(sql: &str) {
+    let mut admin = connect();
+    let mut tx = admin.transaction().unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock(2026120101)", &[]).unwrap();
+    tx.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    tx.commit().unwrap();
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn fresh_name(test: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
