@@ -68,8 +68,8 @@ BEGIN
                 coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
         RETURNING * INTO inserted;
         IF inserted.run_at <= now() THEN
-            -- Identical notifications in one transaction are delivered once.
-            PERFORM pg_notify('jobs', inserted.queue);
+            -- Once per queue per transaction, after the commit (src/notify.rs).
+            PERFORM jobs._announce(inserted.queue);
         END IF;
         RETURN inserted;
     END IF;
@@ -87,7 +87,7 @@ BEGIN
         RETURNING * INTO inserted;
         IF FOUND THEN
             IF inserted.run_at <= now() THEN
-                PERFORM pg_notify('jobs', inserted.queue);
+                PERFORM jobs._announce(inserted.queue);
             END IF;
             RETURN inserted;
         END IF;
@@ -140,7 +140,7 @@ BEGIN
     SELECT * FROM inserted ORDER BY id;
 
     IF FOUND AND due_at <= now() THEN
-        PERFORM pg_notify('jobs', enqueue_batch.queue);
+        PERFORM jobs._announce(enqueue_batch.queue);
     END IF;
 END
 $$;

@@ -96,7 +96,7 @@ BEGIN
     VALUES (failed_job.id, failed_job.attempts, failed_job.worker_id, 'failed', failed_job.started_at,
             failed_job.updated_at, fail.error);
     IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
-        PERFORM pg_notify('jobs', failed_job.queue);
+        PERFORM jobs._announce(failed_job.queue);
     END IF;
     RETURN failed_job;
 END
@@ -151,7 +151,7 @@ BEGIN
         updated_at = now()
     WHERE j.id = retry_now.job_id
     RETURNING * INTO job;
-    PERFORM pg_notify('jobs', job.queue);
+    PERFORM jobs._announce(job.queue);
     IF job.queue = 'sql' THEN
         PERFORM jobs._wake_worker();  -- its executor starts at once
     END IF;

@@ -77,8 +77,17 @@ REVOKE ALL ON FUNCTION jobs.schedule(text, text, text, jsonb, text, text, int, i
 
 
 
+
+
 -- SQL jobs (sql/sql_jobs.sql, src/executor/): queue 'sql' is theirs alone.
 ALTER TABLE jobs.schedule ADD COLUMN skipped_runs bigint NOT NULL DEFAULT 0;
+
+-- With the worker running, it sends the notifications of producers' commits
+-- (src/notify.rs): every function that announced with pg_notify calls this.
+CREATE FUNCTION jobs._announce(queue anyelement) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'announce_wrapper';
 CREATE OR REPLACE FUNCTION jobs._check_enqueue(job_type text, queue text, run_at timestamptz, priority int, max_attempts int) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -139,8 +148,8 @@ BEGIN
                 coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
         RETURNING * INTO inserted;
         IF inserted.run_at <= now() THEN
-            -- Identical notifications in one transaction are delivered once.
-            PERFORM pg_notify('jobs', inserted.queue);
+            -- Once per queue per transaction, after the commit (src/notify.rs).
+            PERFORM jobs._announce(inserted.queue);
         END IF;
         RETURN inserted;
     END IF;
@@ -158,7 +167,7 @@ BEGIN
         RETURNING * INTO inserted;
         IF FOUND THEN
             IF inserted.run_at <= now() THEN
-                PERFORM pg_notify('jobs', inserted.queue);
+                PERFORM jobs._announce(inserted.queue);
             END IF;
             RETURN inserted;
         END IF;
@@ -172,6 +181,150 @@ BEGIN
         MESSAGE = format('could not enqueue with idempotency_key %s: its job keeps being deleted',
                          jobs._quote(enqueue.idempotency_key));
 END
+$$;
+CREATE OR REPLACE FUNCTION jobs.enqueue_batch(
+    job_type text,
+    payloads jsonb[],
+    queue text DEFAULT 'default',
+    run_at timestamptz DEFAULT NULL,
+    priority int DEFAULT 0,
+    max_attempts int DEFAULT NULL
+) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    due_at timestamptz := coalesce(enqueue_batch.run_at, now());
+    attempts_allowed int := coalesce(enqueue_batch.max_attempts, jobs._default_max_attempts());
+BEGIN
+    PERFORM jobs._check_enqueue(enqueue_batch.job_type, enqueue_batch.queue, enqueue_batch.run_at,
+                                enqueue_batch.priority, enqueue_batch.max_attempts);
+    PERFORM jobs._check_not_null('payloads', enqueue_batch.payloads);
+    IF array_position(enqueue_batch.payloads, NULL) IS NOT NULL THEN
+        PERFORM jobs._invalid(format('payloads must not contain null (element %s is null)',
+                                     array_position(enqueue_batch.payloads, NULL)));
+    END IF;
+
+    -- Ids follow the payloads' order, and so do the returned rows.
+    RETURN QUERY
+    WITH inserted AS (
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
+        SELECT enqueue_batch.queue, enqueue_batch.job_type, p.payload,
+               enqueue_batch.priority, due_at, attempts_allowed
+        FROM unnest(enqueue_batch.payloads) WITH ORDINALITY AS p (payload, ord)
+        ORDER BY p.ord
+        RETURNING *
+    )
+    SELECT * FROM inserted ORDER BY id;
+
+    IF FOUND AND due_at <= now() THEN
+        PERFORM jobs._announce(enqueue_batch.queue);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs.fail(
+    job_id bigint,
+    lease_token uuid,
+    error text,
+    retry_in interval DEFAULT NULL,
+    retryable boolean DEFAULT true
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+#variable_conflict use_column
+DECLARE
+    failed_job jobs.job;
+BEGIN
+    IF NOT coalesce(fail.job_id IS NOT NULL AND fail.lease_token IS NOT NULL AND fail.error IS NOT NULL
+            AND fail.retryable IS NOT NULL
+            AND coalesce(fail.retry_in >= interval '0' AND fail.retry_in <= interval '100 years', true), false)
+    THEN
+        PERFORM jobs._check_not_null('job_id', fail.job_id);
+        PERFORM jobs._check_not_null('lease_token', fail.lease_token);
+        PERFORM jobs._check_not_null('error', fail.error);
+        PERFORM jobs._check_not_null('retryable', fail.retryable);
+        IF fail.retry_in < interval '0' THEN
+            PERFORM jobs._invalid(format('retry_in must not be negative, not %s', jobs._quote(fail.retry_in::text)));
+        END IF;
+        PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
+    END IF;
+
+    UPDATE jobs.job j
+    SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                     THEN 'queued' ELSE 'failed' END::jobs.job_state,
+        run_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                      THEN now() + coalesce(fail.retry_in, jobs._backoff(j.attempts))
+                      ELSE j.run_at END,
+        finished_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                           THEN NULL ELSE now() END,
+        last_error = fail.error,
+        lease_token = NULL,
+        lease_until = NULL,
+        updated_at = now()
+    WHERE j.id = fail.job_id
+      AND j.state = 'running'
+      AND j.lease_token = fail.lease_token
+    RETURNING * INTO failed_job;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_not_held(fail.job_id);
+    END IF;
+    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+    VALUES (failed_job.id, failed_job.attempts, failed_job.worker_id, 'failed', failed_job.started_at,
+            failed_job.updated_at, fail.error);
+    IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
+        PERFORM jobs._announce(failed_job.queue);
+    END IF;
+    RETURN failed_job;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs._recover_leases(batch_size int) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+DECLARE
+    recovered bigint;
+    requeued_queues text[];
+BEGIN
+    WITH moved AS (
+        UPDATE jobs.job j
+        SET state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::jobs.job_state,
+            run_at = CASE WHEN j.attempts < j.max_attempts THEN now() ELSE j.run_at END,
+            finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+            last_error = 'lease expired',
+            lease_token = NULL,
+            lease_until = NULL,
+            updated_at = now()
+        WHERE j.id = ANY (ARRAY(
+            SELECT e.id FROM jobs.job e
+            WHERE e.state = 'running' AND e.lease_until < now()
+            ORDER BY e.lease_until
+            LIMIT batch_size
+            FOR UPDATE SKIP LOCKED))
+        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
+        FROM moved m
+    )
+    SELECT count(*), array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'queued')
+    INTO recovered, requeued_queues
+    FROM moved m;
+    PERFORM jobs._announce(q) FROM unnest(requeued_queues) q;
+    RETURN recovered;
+END
+$$;
+CREATE OR REPLACE FUNCTION jobs._notify_due(since timestamptz) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(jobs._announce(q.queue))
+    FROM (SELECT DISTINCT j.queue FROM jobs.job j
+          WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()
+            AND j.run_at > j.updated_at) q
 $$;
 CREATE OR REPLACE FUNCTION jobs.claim(
     worker_id text,
@@ -288,7 +441,7 @@ BEGIN
         updated_at = now()
     WHERE j.id = retry_now.job_id
     RETURNING * INTO job;
-    PERFORM pg_notify('jobs', job.queue);
+    PERFORM jobs._announce(job.queue);
     IF job.queue = 'sql' THEN
         PERFORM jobs._wake_worker();  -- its executor starts at once
     END IF;
@@ -341,7 +494,7 @@ BEGIN
                 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
                 IF FOUND THEN
                     fired := fired + 1;
-                    PERFORM pg_notify('jobs', due.queue);
+                    PERFORM jobs._announce(due.queue);
                 END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN

@@ -42,7 +42,7 @@ BEGIN
                 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
                 IF FOUND THEN
                     fired := fired + 1;
-                    PERFORM pg_notify('jobs', due.queue);
+                    PERFORM jobs._announce(due.queue);
                 END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -105,7 +105,7 @@ BEGIN
     SELECT count(*), array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'queued')
     INTO recovered, requeued_queues
     FROM moved m;
-    PERFORM pg_notify('jobs', q) FROM unnest(requeued_queues) q;
+    PERFORM jobs._announce(q) FROM unnest(requeued_queues) q;
     RETURN recovered;
 END
 $$;
@@ -144,7 +144,7 @@ CREATE FUNCTION jobs._notify_due(since timestamptz) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(pg_notify('jobs', q.queue))
+    SELECT count(jobs._announce(q.queue))
     FROM (SELECT DISTINCT j.queue FROM jobs.job j
           WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()
             AND j.run_at > j.updated_at) q

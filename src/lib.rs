@@ -10,14 +10,19 @@ mod error;
 mod executor;
 mod guc;
 mod invariants;
+mod notify;
 mod schedule;
 mod worker;
 
 pgrx::pg_module_magic!();
 
+/// Set in `_PG_init` when the library is preloaded (the background worker
+/// runs, shared memory is ours); every backend inherits it from the postmaster.
+pub static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["schema", invariants::job_row_valid]);
-extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema"]);
+extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema", notify::announce]);
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
 extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
@@ -39,8 +44,9 @@ pub extern "C-unwind" fn _PG_init() {
     guc::define_maintenance_gucs();
     // The worker and postmaster-level settings exist only when preloaded.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        executor::api::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
+        PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         guc::define_postmaster_gucs();
+        notify::init_shared_memory();
         // pg_upgrade starts both clusters in binary-upgrade mode and drops
         // and recreates every database: a worker connected to one makes it
         // fail ("database is being accessed by other users").

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PATIENCE, connect, fresh_name as fresh_queue};
+use common::{PATIENCE, connect, connect_to, fresh_name as fresh_queue};
 use postgres::Client;
 use postgres::error::SqlState;
 use std::collections::HashMap;
@@ -248,6 +248,47 @@ fn enqueue_notifies_listeners_once_per_queue_per_transaction() {
     assert_eq!(payloads, vec![q1, q2]);
 }
 
+/// Who sent the notifications for `queue` that reach `listener`, once `expected` have come.
+fn senders(listener: &mut Client, queue: &str, expected: usize) -> Vec<i32> {
+    let mut senders = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(PATIENCE);
+    while senders.len() < expected {
+        let Some(n) = fallible_iterator::FallibleIterator::next(&mut iter).unwrap() else { break };
+        if n.payload() == queue {
+            senders.push(n.process_id());
+        }
+    }
+    senders
+}
+
+#[test]
+fn the_worker_sends_the_notifications_of_the_database_it_serves() {
+    let queue = fresh_queue("notify-sender");
+    let mut listener = connect();
+    listener.batch_execute("LISTEN jobs").unwrap();
+    let worker: i32 =
+        listener.query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobs worker'", &[]).unwrap().get(0);
+    let mut producer = connect();
+    producer.execute("SELECT jobs.enqueue('t', queue => $1)", &[&queue]).unwrap();
+    assert_eq!(
+        senders(&mut listener, &queue, 1),
+        [worker],
+        "the producer's commit left its notification to the worker"
+    );
+
+    // Where no worker serves, the enqueuing transaction notifies itself.
+    let database = fresh_queue("unserved").replace('-', "_");
+    let mut other = connect_to(&common::create_database(&database, ""));
+    other.batch_execute("SET client_min_messages = error; CREATE EXTENSION jobs; LISTEN jobs").unwrap();
+    let mut producer = connect_to(&common::dsn_for(&database));
+    let me: i32 = producer.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    producer.execute("SELECT jobs.enqueue('t', queue => $1)", &[&queue]).unwrap();
+    assert_eq!(senders(&mut other, &queue, 1), [me]);
+    drop((other, producer));
+    common::drop_database(&database);
+}
+
 #[test]
 fn delayed_enqueue_does_not_notify() {
     let queue = fresh_queue("notify-later");
@@ -378,7 +419,7 @@ fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
     // length(), in the database's encoding: LATIN1 'é' is one character.
     let name = "jobs_latin1_test";
     let dsn = common::create_database(name, "ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
-    let mut db = common::connect_to(&dsn);
+    let mut db = connect_to(&dsn);
     db.batch_execute("CREATE EXTENSION jobs").unwrap();
     let queue = "é".repeat(128);
     db.execute("SELECT jobs.enqueue('tâche', queue => $1)", &[&queue]).unwrap();

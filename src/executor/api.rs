@@ -10,10 +10,7 @@ use pgrx::PgSqlErrorCode::{
 };
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Set in `_PG_init` when the library is preloaded; backends inherit it.
-pub static PRELOADED: AtomicBool = AtomicBool::new(false);
+use std::sync::atomic::Ordering;
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
@@ -129,7 +126,7 @@ fn where_and_as_whom(database: Option<&str>, run_as: Option<&str>) -> (String, S
 
 /// SQL jobs live in, and are run from, the database the worker serves.
 fn refuse_where_it_could_never_run() {
-    if !PRELOADED.load(Ordering::Relaxed) {
+    if !crate::PRELOADED.load(Ordering::Relaxed) {
         raise(
             ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "SQL jobs cannot run on this server: the jobs library is not preloaded".into(),

@@ -9,7 +9,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod due_jobs;
 mod pruning;
@@ -46,19 +46,25 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         );
     }
+    crate::notify::serve();
     log!("jobs worker serving database \"{database}\"");
 
     let mut due_since = None;
-    let mut nap = Duration::ZERO;
+    let mut next_pass = Instant::now();
     let mut executors = Executors::default();
-    while BackgroundWorker::wait_latch(Some(nap)) {
+    while BackgroundWorker::wait_latch(Some(next_pass.saturating_duration_since(Instant::now()))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let (next_nap, pass_started) = pass_surviving_errors(due_since, &mut executors);
-        due_since = pass_started.or(due_since);
-        // Running commands: leases to renew, cancels to notice.
-        nap = if executors.busy() { next_nap.min(Duration::from_secs(1)) } else { next_nap };
+        send_notifications();
+        // Producers' commits wake the worker for their notifications only.
+        if Instant::now() >= next_pass || crate::notify::duties_requested() || executors.busy() {
+            let (nap, pass_started) = pass_surviving_errors(due_since, &mut executors);
+            due_since = pass_started.or(due_since);
+            // Running commands: leases to renew, cancels to notice.
+            let nap = if executors.busy() { nap.min(Duration::from_secs(1)) } else { nap };
+            next_pass = Instant::now() + nap;
+        }
     }
     // Non-zero: the postmaster restarts a worker that was terminated
     // (pg_terminate_backend); exit code 0 would unregister it for good.
@@ -85,6 +91,20 @@ fn pass_surviving_errors(
     .execute();
     executors.carry_out(plan);
     (nap, started)
+}
+
+/// Sends, in a transaction of its own, the notifications that producers'
+/// commits left to the worker (src/notify.rs).
+fn send_notifications() {
+    if !crate::notify::pending() {
+        return;
+    }
+    PgTryBuilder::new(|| BackgroundWorker::transaction(crate::notify::send_pending))
+        .catch_others(|e| {
+            unsafe { pg_sys::AbortCurrentTransaction() };
+            warning!("jobs worker: could not send notifications: {}", message(&e));
+        })
+        .execute();
 }
 
 /// Returns how long to sleep and when this pass started (the next pass
@@ -153,30 +173,12 @@ fn message(e: &CaughtError) -> String {
     }
 }
 
-/// Latches of the running jobs workers, found now (inside the caller's
-/// transaction) and set when it commits, so they see what it wrote.
+/// Wakes the worker for its duties once the caller's transaction commits,
+/// so that it sees what the transaction wrote (a schedule, a SQL job).
 pub fn wake_on_commit() {
-    let pids: Vec<i32> = Spi::connect(|client| {
-        client
-            .select("SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1", None, &[WORKER_TYPE.into()])
-            .map(|rows| rows.filter_map(|row| row.get::<i32>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-    });
-    if pids.is_empty() {
-        return;
+    if crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, crate::notify::request_duties);
     }
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-        for pid in pids {
-            // SAFETY: BackendPidGetProc takes ProcArrayLock itself; a latch in
-            // shared memory may be set by any backend.
-            unsafe {
-                let proc = pg_sys::BackendPidGetProc(pid);
-                if !proc.is_null() {
-                    pg_sys::SetLatch(&raw mut (*proc).procLatch);
-                }
-            }
-        }
-    });
 }
 
 /// One pass of every duty in the caller's transaction, for servers that do
