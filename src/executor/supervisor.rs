@@ -70,6 +70,11 @@ impl Executors {
         !self.running.is_empty()
     }
 
+    /// Whether an executor has exited since the last pass looked.
+    pub fn any_stopped(&self) -> bool {
+        self.running.iter().any(Executor::stopped)
+    }
+
     /// The worker's duty for SQL jobs, in the pass's transaction.
     /// Nothing it decides is forgotten before the pass commits: a pass that
     /// fails leaves everything to the next.

@@ -58,7 +58,7 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
         }
         send_notifications();
         // Producers' commits wake the worker for their notifications only.
-        if Instant::now() >= next_pass || crate::notify::duties_requested() || executors.busy() {
+        if Instant::now() >= next_pass || crate::notify::duties_requested() || executors.any_stopped() {
             let (nap, pass_started) = pass_surviving_errors(due_since, &mut executors);
             due_since = pass_started.or(due_since);
             // Running commands: leases to renew, cancels to notice.
