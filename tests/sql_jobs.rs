@@ -666,7 +666,7 @@ fn the_roles_own_settings_apply_to_its_commands() {
     let (member, table) = (&roles.member, &roles.table);
     change_privileges(&format!(
         "ALTER ROLE {member} SET search_path = custom_path, public;
-         ALTER ROLE {member} SET statement_timeout = '200ms';"
+         ALTER ROLE {member} SET statement_timeout = '2s';"
     ));
     let mut producer = roles.login(&roles.producer);
     let insert = format!(
@@ -679,7 +679,7 @@ fn the_roles_own_settings_apply_to_its_commands() {
         .query_one(&format!("SELECT current_role_name, session_role_name FROM {table} WHERE job = 'settings'"), &[])
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
-    assert_eq!(seen, ("custom_path, public".to_string(), "200ms".to_string()));
+    assert_eq!(seen, ("custom_path, public".to_string(), "2s".to_string()));
     // The role's statement_timeout bounds each statement, well inside the job's own timeout.
     let slow: i64 = producer
         .query_one("SELECT id FROM jobs.enqueue_sql('SELECT pg_sleep(600)', run_as => $1)", &[member])

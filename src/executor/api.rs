@@ -25,7 +25,8 @@ fn enqueue_sql(
     priority: default!(Option<i32>, 0),
     idempotency_key: default!(Option<&str>, "NULL"),
 ) -> pgrx::composite_type!('static, "jobs.job") {
-    as_owner(|| {
+    let owner = extension_owner();
+    as_owner(owner, || {
         Spi::run_with_args(
             "SELECT jobs._check_sql_job($1, $2, $3, $4, $5, $6)",
             &[
@@ -40,7 +41,7 @@ fn enqueue_sql(
     })
     .expect("jobs._check_sql_job");
     let (database, run_as) = where_and_as_whom(database, run_as);
-    as_owner(|| {
+    as_owner(owner, || {
         Spi::get_one_with_args::<pgrx::composite_type!('static, "jobs.job")>(
             "SELECT j FROM jobs._insert_sql_job(jobs._sql_payload($1, $2, $3, $4), $5, $6, $7, $8) j",
             &[
@@ -74,7 +75,8 @@ fn schedule_sql(
     overlap: default!(Option<bool>, false),
     enabled: default!(Option<bool>, true),
 ) -> pgrx::composite_type!('static, "jobs.schedule") {
-    as_owner(|| {
+    let owner = extension_owner();
+    as_owner(owner, || {
         Spi::run_with_args(
             "SELECT jobs._check_sql_schedule($1, $2, $3, $4, $5), jobs._check_sql_job($6, $7, NULL, $8, 0, NULL)",
             &[
@@ -91,7 +93,7 @@ fn schedule_sql(
     })
     .expect("jobs._check_sql_schedule");
     let (database, run_as) = where_and_as_whom(database, run_as);
-    as_owner(|| {
+    as_owner(owner, || {
         Spi::get_one_with_args::<pgrx::composite_type!('static, "jobs.schedule")>(
             "SELECT s FROM jobs._save_schedule($1, $2, $3, 'sql', jobs._sql_payload($4, $5, $6, $7), 'sql', 0, $8, $10, $9) s",
             &[
@@ -222,13 +224,16 @@ fn check_database(run_as: &str, database: &str) {
     }
 }
 
-/// Runs `f` with the rights of the extension's owner, as a SECURITY DEFINER
-/// function would. An error inside is no leak: aborting the (sub)transaction
-/// puts the caller's user id back.
-fn as_owner<T>(f: impl FnOnce() -> T) -> T {
-    let owner = Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'jobs'")
+fn extension_owner() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'jobs'")
         .expect("pg_extension")
-        .expect("the extension exists while its functions run");
+        .expect("the extension exists while its functions run")
+}
+
+/// Runs `f` with the rights of the extension's `owner`, as a SECURITY
+/// DEFINER function would. An error inside is no leak: aborting the
+/// (sub)transaction puts the caller's user id back.
+fn as_owner<T>(owner: pg_sys::Oid, f: impl FnOnce() -> T) -> T {
     let (mut user, mut context) = (pg_sys::InvalidOid, 0);
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);

@@ -188,11 +188,7 @@ impl Executor {
             Some(Outcome::Failed { error }) => (None, Some(error)),
             None => (None, Some("57P01: the SQL executor exited before the command finished".to_string())),
         };
-        Spi::get_one_with_args::<bool>(
-            "SELECT jobs._finish_sql($1, $2, $3, $4, true)",
-            &[self.job_id.into(), self.lease_token.into(), result.into(), error.into()],
-        )
-        .expect("jobs._finish_sql");
+        finish(self.job_id, self.lease_token, result, error.as_deref(), true);
     }
 
     fn close(self) {
@@ -259,12 +255,18 @@ fn claim(free: usize) -> Vec<Claimed> {
     claimed
 }
 
-fn refuse(job_id: i64, lease_token: pgrx::Uuid, error: &str, retryable: bool) {
+/// Completes the job with `result`, or fails it with `error`; nothing when
+/// it is no longer held under `lease_token` (canceled meanwhile).
+fn finish(job_id: i64, lease_token: pgrx::Uuid, result: Option<pgrx::JsonB>, error: Option<&str>, retryable: bool) {
     Spi::get_one_with_args::<bool>(
-        "SELECT jobs._finish_sql($1, $2, NULL, $3, $4)",
-        &[job_id.into(), lease_token.into(), error.into(), retryable.into()],
+        "SELECT jobs._finish_sql($1, $2, $3, $4, $5)",
+        &[job_id.into(), lease_token.into(), result.into(), error.into(), retryable.into()],
     )
     .expect("jobs._finish_sql");
+}
+
+fn refuse(job_id: i64, lease_token: pgrx::Uuid, error: &str, retryable: bool) {
+    finish(job_id, lease_token, None, Some(error), retryable);
 }
 
 /// Starts an executor for `request`, outside any transaction: the segment
