@@ -260,6 +260,7 @@ fn a_crashed_executor_leaves_no_sql_job_running() {
             .map(|r| r.get(0))
     })
     .expect("the executor never ran the command");
+    let killed_at: std::time::SystemTime = client.query_one("SELECT now()", &[]).unwrap().get(0);
     drop(client);
     // A backend killed by a signal: the postmaster resets every process,
     // the jobs worker included, and recovers.
@@ -269,14 +270,21 @@ fn a_crashed_executor_leaves_no_sql_job_running() {
     let mut client =
         wait_for(PATIENCE, || postgres::Client::connect(&dsn(), postgres::NoTls).ok()).expect("the server comes back");
     // The new worker ends the attempt at once rather than after the lease.
-    let (state, error) = wait_for(PATIENCE, || {
-        let row = client.query_opt("SELECT state::text, last_error FROM jobs.job WHERE id = $1", &[&id]).ok()??;
-        let state: String = row.get(0);
-        (state != "running").then(|| (state, row.get::<_, Option<String>>(1)))
+    // The history row is read, not the job's state: with an attempt left the
+    // job is queued only until its backoff passes, then running again.
+    let (outcome, error, finished_at) = wait_for(PATIENCE, || {
+        let row = client
+            .query_opt("SELECT outcome, error, finished_at FROM jobs.job_run WHERE job_id = $1 AND attempt = 1", &[&id])
+            .ok()??;
+        Some((row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, std::time::SystemTime>(2)))
     })
-    .expect("the job stayed running after its executor crashed");
-    assert_eq!(state, "queued", "one attempt remains");
+    .expect("the attempt stayed open after its executor crashed");
+    assert_eq!(outcome, "failed", "ended by the restarted worker, not by its lease");
     assert_eq!(error.as_deref(), Some("57P01: the jobs worker restarted while the command ran"));
+    let took = finished_at.duration_since(killed_at).unwrap_or_default();
+    assert!(took < Duration::from_secs(60), "ended {took:?} after the crash, not after the 60 s lease");
+    let state: String = client.query_one("SELECT state::text FROM jobs.job WHERE id = $1", &[&id]).unwrap().get(0);
+    assert!(state == "queued" || state == "running", "one attempt remains: {state}");
     client.query_one("SELECT jobs.cancel($1)", &[&id]).unwrap();
 }
 
