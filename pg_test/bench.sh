@@ -5,11 +5,11 @@
 # Prints the results and writes them to pg_test/bench-results.md.
 #
 #   bash pg_test/bench.sh
-#   BENCH_JOBS=20000 BENCH_BLOAT_SECONDS=120 bash pg_test/bench.sh   # shorter
+#   BENCH_RUNS=1 BENCH_HELD_SECONDS=120 bash pg_test/bench.sh   # shorter
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$JOBS_ROOT"
-# BENCH_ONLY=drain,latency (parts: enqueue, drain, batch, latency, bloat,
+# BENCH_ONLY=drain,latency (parts: enqueue, drain, batch, latency, held,
 # lateness) runs a part and writes its table elsewhere.
 only=${BENCH_ONLY:-}
 if [ -z "$only" ]; then out=${BENCH_OUT:-pg_test/bench-results.md}; else out=${BENCH_OUT:-/tmp/jobs-bench-partial.md}; fi
@@ -28,8 +28,9 @@ cargo build --release --quiet --features bench --example bench
     echo "# jobs benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(psql "$dsn" -qAtX -c 'SELECT version()' | cut -d, -f1);"
-    echo "fsync and synchronous_commit on, shared_buffers 2GB; jobs.retention 1d for the drains (all completed jobs are counted), 60s for the steady-load runs."
-    echo "Command: \`bash pg_test/bench.sh\` (BENCH_JOBS=${BENCH_JOBS:-100000}, BENCH_SECONDS=${BENCH_SECONDS:-10}, BENCH_BLOAT_SECONDS=${BENCH_BLOAT_SECONDS:-300}${BENCH_BLOAT_RATE:+, BENCH_BLOAT_RATE=$BENCH_BLOAT_RATE}${BENCH_ONLY:+, BENCH_ONLY=$BENCH_ONLY})."
+    echo "fsync and synchronous_commit on, shared_buffers 2GB; jobs.retention 1d for the drains (all completed jobs are counted), 60s for the steady load."
+    echo "Server CPU: user + system time of the postmaster and all its processes (/proc); WAL: pg_current_wal_lsn() before and after."
+    echo "Command: \`bash pg_test/bench.sh\` (BENCH_JOBS=${BENCH_JOBS:-20000}, BENCH_RUNS=${BENCH_RUNS:-3}, BENCH_SECONDS=${BENCH_SECONDS:-10}, BENCH_HELD_SECONDS=${BENCH_HELD_SECONDS:-300}${BENCH_HELD_RATE:+, BENCH_HELD_RATE=$BENCH_HELD_RATE}${BENCH_ONLY:+, BENCH_ONLY=$BENCH_ONLY})."
     echo
     target/release/examples/bench "$dsn"
     if [ -z "$only" ] || [[ ",$only," == *,lateness,* ]]; then
