@@ -170,7 +170,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     expected int := cardinality(complete_batch.job_ids);
-    completed_ids bigint[];
+    completed jobs.job[];
     offender bigint;
 BEGIN
     IF complete_batch.job_ids IS NULL OR complete_batch.lease_tokens IS NULL THEN
@@ -186,30 +186,32 @@ BEGIN
         PERFORM jobs._invalid('job_ids must not repeat');
     END IF;
 
-    -- Rows by primary key (= ANY), each checked against its own token.
+    -- Each (id, token) pair finds its row by primary key (ids do not repeat,
+    -- so no row is met twice). The completed rows are kept from RETURNING:
+    -- reading them back would be a second index lookup per job.
     WITH done AS (
         UPDATE jobs.job j
         SET state = 'completed', lease_token = NULL, lease_until = NULL,
             finished_at = now(), updated_at = now()
-        WHERE j.id = ANY (complete_batch.job_ids)
-          AND j.state = 'running'
-          AND (j.id, j.lease_token) IN (SELECT * FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens))
-        RETURNING j.*
+        FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens) AS b (id, lease_token)
+        WHERE j.id = b.id AND j.lease_token = b.lease_token AND j.state = 'running'
+        RETURNING j AS job
     ), history AS (
         INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
-        SELECT d.id, d.attempts, d.worker_id, 'completed', d.started_at, d.finished_at FROM done d
+        SELECT (d.job).id, (d.job).attempts, (d.job).worker_id, 'completed', (d.job).started_at, (d.job).finished_at
+        FROM done d
     )
-    SELECT coalesce(array_agg(d.id), '{}') INTO completed_ids FROM done d;
+    SELECT coalesce(array_agg(d.job ORDER BY (d.job).id), '{}') INTO completed FROM done d;
 
-    IF cardinality(completed_ids) < expected THEN
+    IF cardinality(completed) < expected THEN
         -- Raising undoes the completions above: all or nothing.
         SELECT b.id INTO offender
         FROM unnest(complete_batch.job_ids) WITH ORDINALITY AS b (id, n)
-        WHERE b.id <> ALL (completed_ids)
+        WHERE b.id <> ALL (SELECT c.id FROM unnest(completed) c)
         ORDER BY b.n
         LIMIT 1;
         PERFORM jobs._raise_not_held(offender);
     END IF;
-    RETURN QUERY SELECT * FROM jobs.job j WHERE j.id = ANY (completed_ids) ORDER BY j.id;
+    RETURN QUERY SELECT * FROM unnest(completed);
 END
 $$;

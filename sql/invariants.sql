@@ -4,7 +4,8 @@
 -- max_attempts >= 1; finished_at set exactly in the terminal states;
 -- lease_token and lease_until set exactly while running; a running job is an
 -- attempt (attempts >= 1, started_at and worker_id set).
-ALTER TABLE jobs.job ADD CONSTRAINT job_valid
-    CHECK (jobs._job_row_valid(state::text, pg_catalog.length(queue), pg_catalog.length(job_type),
-                               attempts, max_attempts, lease_token, lease_until,
-                               worker_id IS NOT NULL, started_at, finished_at));
+CREATE FUNCTION jobs._job_row_valid(job jobs.job) RETURNS boolean
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'job_row_valid';
+
+ALTER TABLE jobs.job ADD CONSTRAINT job_valid CHECK (jobs._job_row_valid(job.*));

@@ -749,5 +749,69 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'schedule_sql_wrapper';
 
+-- complete_batch finds each (id, token) pair by primary key and returns the rows it updated.
+CREATE OR REPLACE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+#variable_conflict use_column
+DECLARE
+    expected int := cardinality(complete_batch.job_ids);
+    completed jobs.job[];
+    offender bigint;
+BEGIN
+    IF complete_batch.job_ids IS NULL OR complete_batch.lease_tokens IS NULL THEN
+        PERFORM jobs._check_not_null('job_ids', complete_batch.job_ids);
+        PERFORM jobs._check_not_null('lease_tokens', complete_batch.lease_tokens);
+    ELSIF expected <> cardinality(complete_batch.lease_tokens) THEN
+        PERFORM jobs._invalid(format('job_ids and lease_tokens must have the same length, not %s and %s',
+                                     expected, cardinality(complete_batch.lease_tokens)));
+    ELSIF array_position(complete_batch.job_ids, NULL) IS NOT NULL
+          OR array_position(complete_batch.lease_tokens, NULL) IS NOT NULL THEN
+        PERFORM jobs._invalid('job_ids and lease_tokens must not contain null');
+    ELSIF (SELECT count(DISTINCT i) FROM unnest(complete_batch.job_ids) i) <> expected THEN
+        PERFORM jobs._invalid('job_ids must not repeat');
+    END IF;
+
+    -- Each (id, token) pair finds its row by primary key (ids do not repeat,
+    -- so no row is met twice). The completed rows are kept from RETURNING:
+    -- reading them back would be a second index lookup per job.
+    WITH done AS (
+        UPDATE jobs.job j
+        SET state = 'completed', lease_token = NULL, lease_until = NULL,
+            finished_at = now(), updated_at = now()
+        FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens) AS b (id, lease_token)
+        WHERE j.id = b.id AND j.lease_token = b.lease_token AND j.state = 'running'
+        RETURNING j AS job
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        SELECT (d.job).id, (d.job).attempts, (d.job).worker_id, 'completed', (d.job).started_at, (d.job).finished_at
+        FROM done d
+    )
+    SELECT coalesce(array_agg(d.job ORDER BY (d.job).id), '{}') INTO completed FROM done d;
+
+    IF cardinality(completed) < expected THEN
+        -- Raising undoes the completions above: all or nothing.
+        SELECT b.id INTO offender
+        FROM unnest(complete_batch.job_ids) WITH ORDINALITY AS b (id, n)
+        WHERE b.id <> ALL (SELECT c.id FROM unnest(completed) c)
+        ORDER BY b.n
+        LIMIT 1;
+        PERFORM jobs._raise_not_held(offender);
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(completed);
+END
+$$;
+
+-- The invariants: one function of the whole row (src/invariants.rs says why).
+-- The constraint is checked against every existing row as it is added.
+ALTER TABLE jobs.job DROP CONSTRAINT job_valid;
+DROP FUNCTION jobs._job_row_valid(text, int, int, int, int, uuid, timestamptz, boolean, timestamptz, timestamptz);
+CREATE FUNCTION jobs._job_row_valid(job jobs.job) RETURNS boolean
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'job_row_valid';
+ALTER TABLE jobs.job ADD CONSTRAINT job_valid CHECK (jobs._job_row_valid(job.*));
+
 -- Like everything in the schema, granted to nobody (sql/privileges.sql).
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobs FROM PUBLIC;

@@ -21,7 +21,7 @@ pgrx::pg_module_magic!();
 pub static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["schema", invariants::job_row_valid]);
+extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["schema"]);
 extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema", notify::announce]);
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
 extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
