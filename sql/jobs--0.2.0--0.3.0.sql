@@ -252,28 +252,32 @@ BEGIN
         PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
     END IF;
 
-    UPDATE jobs.job j
-    SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
-                     THEN 'queued' ELSE 'failed' END::jobs.job_state,
-        run_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
-                      THEN now() + coalesce(fail.retry_in, jobs._backoff(j.attempts))
-                      ELSE j.run_at END,
-        finished_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
-                           THEN NULL ELSE now() END,
-        last_error = fail.error,
-        lease_token = NULL,
-        lease_until = NULL,
-        updated_at = now()
-    WHERE j.id = fail.job_id
-      AND j.state = 'running'
-      AND j.lease_token = fail.lease_token
-    RETURNING * INTO failed_job;
+    -- One statement for the job and its history row, as in jobs.complete.
+    WITH ended AS (
+        UPDATE jobs.job j
+        SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                         THEN 'queued' ELSE 'failed' END::jobs.job_state,
+            run_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                          THEN now() + coalesce(fail.retry_in, jobs._backoff(j.attempts))
+                          ELSE j.run_at END,
+            finished_at = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
+                               THEN NULL ELSE now() END,
+            last_error = fail.error,
+            lease_token = NULL,
+            lease_until = NULL,
+            updated_at = now()
+        WHERE j.id = fail.job_id
+          AND j.state = 'running'
+          AND j.lease_token = fail.lease_token
+        RETURNING j.*
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        SELECT e.id, e.attempts, e.worker_id, 'failed', e.started_at, e.updated_at, fail.error FROM ended e
+    )
+    SELECT * INTO failed_job FROM ended;
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(fail.job_id);
     END IF;
-    INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
-    VALUES (failed_job.id, failed_job.attempts, failed_job.worker_id, 'failed', failed_job.started_at,
-            failed_job.updated_at, fail.error);
     IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
         PERFORM jobs._announce(failed_job.queue);
     END IF;
@@ -753,6 +757,9 @@ AS 'MODULE_PATHNAME', 'schedule_sql_wrapper';
 CREATE OR REPLACE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- One plan per session, as for jobs.claim: a custom plan per call (the
+-- arrays' lengths differ) costs more than completing a small batch.
+SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
 #variable_conflict use_column
@@ -812,6 +819,51 @@ CREATE FUNCTION jobs._job_row_valid(job jobs.job) RETURNS boolean
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'job_row_valid';
 ALTER TABLE jobs.job ADD CONSTRAINT job_valid CHECK (jobs._job_row_valid(job.*));
+
+-- complete and fail write the job and its history row in one statement.
+CREATE OR REPLACE FUNCTION jobs.complete(
+    job_id bigint,
+    lease_token uuid,
+    result jsonb DEFAULT NULL
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+#variable_conflict use_column
+DECLARE
+    done jobs.job;
+BEGIN
+    IF complete.job_id IS NULL OR complete.lease_token IS NULL THEN
+        PERFORM jobs._check_not_null('job_id', complete.job_id);
+        PERFORM jobs._check_not_null('lease_token', complete.lease_token);
+    END IF;
+
+    -- One statement for the job and its history row: each statement a
+    -- function runs costs an executor start and a snapshot.
+    WITH finished AS (
+        UPDATE jobs.job j
+        SET state = 'completed',
+            result = complete.result,
+            lease_token = NULL,
+            lease_until = NULL,
+            finished_at = now(),
+            updated_at = now()
+        WHERE j.id = complete.job_id
+          AND j.state = 'running'
+          AND j.lease_token = complete.lease_token
+        RETURNING j.*
+    ), history AS (
+        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        SELECT f.id, f.attempts, f.worker_id, 'completed', f.started_at, f.finished_at FROM finished f
+    )
+    SELECT * INTO done FROM finished;
+    IF NOT FOUND THEN
+        PERFORM jobs._raise_not_held(complete.job_id);
+    END IF;
+    RETURN done;
+END
+$$;
 
 -- Like everything in the schema, granted to nobody (sql/privileges.sql).
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobs FROM PUBLIC;
