@@ -4,8 +4,12 @@
 -- max_attempts >= 1; finished_at set exactly in the terminal states;
 -- lease_token and lease_until set exactly while running; a running job is an
 -- attempt (attempts >= 1, started_at and worker_id set).
-CREATE FUNCTION jobs._job_row_valid(job jobs.job) RETURNS boolean
+CREATE FUNCTION jobs._job_row_valid(state jobs.job_state, queue text, job_type text, attempts int, max_attempts int,
+                                    lease_token uuid, lease_until timestamptz, worker_id text,
+                                    started_at timestamptz, finished_at timestamptz) RETURNS boolean
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'job_row_valid';
 
-ALTER TABLE jobs.job ADD CONSTRAINT job_valid CHECK (jobs._job_row_valid(job.*));
+ALTER TABLE jobs.job ADD CONSTRAINT job_valid
+    CHECK (jobs._job_row_valid(state, queue, job_type, attempts, max_attempts, lease_token, lease_until, worker_id,
+                               started_at, finished_at));

@@ -811,14 +811,18 @@ BEGIN
 END
 $$;
 
--- The invariants: one function of the whole row (src/invariants.rs says why).
+-- The invariants: one function of the plain columns (src/invariants.rs says why).
 -- The constraint is checked against every existing row as it is added.
 ALTER TABLE jobs.job DROP CONSTRAINT job_valid;
 DROP FUNCTION jobs._job_row_valid(text, int, int, int, int, uuid, timestamptz, boolean, timestamptz, timestamptz);
-CREATE FUNCTION jobs._job_row_valid(job jobs.job) RETURNS boolean
+CREATE FUNCTION jobs._job_row_valid(state jobs.job_state, queue text, job_type text, attempts int, max_attempts int,
+                                    lease_token uuid, lease_until timestamptz, worker_id text,
+                                    started_at timestamptz, finished_at timestamptz) RETURNS boolean
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'job_row_valid';
-ALTER TABLE jobs.job ADD CONSTRAINT job_valid CHECK (jobs._job_row_valid(job.*));
+ALTER TABLE jobs.job ADD CONSTRAINT job_valid
+    CHECK (jobs._job_row_valid(state, queue, job_type, attempts, max_attempts, lease_token, lease_until, worker_id,
+                               started_at, finished_at));
 
 -- complete and fail write the job and its history row in one statement.
 CREATE OR REPLACE FUNCTION jobs.complete(

@@ -36,17 +36,21 @@ impl Pending {
         &self.names[i][..usize::from(self.lengths[i])]
     }
 
-    fn mark(&mut self, bytes: &[u8]) {
-        if bytes.len() > NAME_BYTES || (0..self.count).any(|i| self.name(i) == bytes) {
-            return;
+    /// Whether this was news to the worker: false when the queue (or an
+    /// overflow) was already waiting for it, since whoever marked that
+    /// has woken it and it has not taken the marks yet.
+    fn mark(&mut self, bytes: &[u8]) -> bool {
+        if self.overflow || bytes.len() > NAME_BYTES || (0..self.count).any(|i| self.name(i) == bytes) {
+            return false;
         }
         if self.count == SLOTS {
             self.overflow = true;
-            return;
+            return true;
         }
         self.names[self.count][..bytes.len()].copy_from_slice(bytes);
         self.lengths[self.count] = bytes.len() as u16;
         self.count += 1;
+        true
     }
 
     fn take(&mut self) -> (Vec<Vec<u8>>, bool) {
@@ -199,13 +203,13 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
     if marked.is_empty() || event != pg_sys::XactEvent::XACT_EVENT_COMMIT {
         return;
     }
-    {
+    let news = {
         let mut pending = PENDING.exclusive();
-        for (queue, _) in &marked {
-            pending.mark(queue);
-        }
-    }
-    if let Some(latch) = worker_latch() {
+        marked.iter().fold(false, |news, (queue, _)| pending.mark(queue) || news)
+    };
+    // At thousands of commits a second most find their queue still waiting:
+    // the worker is awake already, and the wake-up would be a system call.
+    if news && let Some(latch) = worker_latch() {
         unsafe { pg_sys::SetLatch(latch) };
     }
 }

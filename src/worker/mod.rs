@@ -51,12 +51,15 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
 
     let mut due_since = None;
     let mut next_pass = Instant::now();
+    let mut next_send = Instant::now();
     let mut executors = Executors::default();
-    while BackgroundWorker::wait_latch(Some(next_pass.saturating_duration_since(Instant::now()))) {
+    while BackgroundWorker::wait_latch(Some(until(next_pass, crate::notify::pending().then_some(next_send)))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        send_notifications();
+        if Instant::now() >= next_send && send_notifications() {
+            next_send = Instant::now() + SEND_SPACING;
+        }
         // Producers' commits wake the worker for their notifications only.
         if Instant::now() >= next_pass || crate::notify::duties_requested() || executors.any_stopped() {
             let (nap, pass_started) = pass_surviving_errors(due_since, &mut executors);
@@ -93,11 +96,27 @@ fn pass_surviving_errors(
     (nap, started)
 }
 
+/// The least time between two sends of notifications. Under a stream of
+/// commits each send is a transaction of the worker's for the marks that
+/// came meanwhile; spaced, one send covers a few milliseconds of commits
+/// instead of one or two, and a commit after a quiet moment is still
+/// announced at once.
+const SEND_SPACING: Duration = Duration::from_millis(2);
+
+/// How long to wait for the latch: until the next pass, or until
+/// notifications that wait may be sent. At least a millisecond when
+/// waiting at all, since the wait counts in whole milliseconds.
+fn until(next_pass: Instant, next_send: Option<Instant>) -> Duration {
+    let at = next_send.map_or(next_pass, |send| send.min(next_pass));
+    let wait = at.saturating_duration_since(Instant::now());
+    if wait.is_zero() { wait } else { wait.max(Duration::from_millis(1)) }
+}
+
 /// Sends, in a transaction of its own, the notifications that producers'
-/// commits left to the worker (src/notify.rs).
-fn send_notifications() {
+/// commits left to the worker (src/notify.rs). Whether there were any.
+fn send_notifications() -> bool {
     if !crate::notify::pending() {
-        return;
+        return false;
     }
     PgTryBuilder::new(|| BackgroundWorker::transaction(crate::notify::send_pending))
         .catch_others(|e| {
@@ -105,6 +124,7 @@ fn send_notifications() {
             warning!("jobs worker: could not send notifications: {}", message(&e));
         })
         .execute();
+    true
 }
 
 /// Returns how long to sleep and when this pass started (the next pass
