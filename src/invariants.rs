@@ -72,7 +72,8 @@ unsafe fn text_length(datum: pg_sys::Datum) -> i32 {
     }
 }
 
-/// Whether an enum value (the state) has `label`, from the catalog cache.
+/// The state an enum value stands for, by its label in the catalog cache;
+/// None for a label that is no state.
 unsafe fn enum_label(value: pg_sys::Datum) -> Option<&'static str> {
     // SAFETY: a syscache lookup by OID, released before returning; the
     // label is matched against the states and only a static one returned.
@@ -133,7 +134,7 @@ pub unsafe extern "C-unwind" fn job_row_valid(fcinfo: pg_sys::FunctionCallInfo) 
 /// (`jobs._job_row_valid(text, int, int, int, int, uuid, timestamptz, bool,
 /// timestamptz, timestamptz)`, C symbol `job_row_valid_wrapper`): a database
 /// keeps writing jobs between installing this library and
-/// `ALTER EXTENSION jobs UPDATE`, which replaces it with the row form.
+/// `ALTER EXTENSION jobs UPDATE`, which replaces it with the form above.
 #[unsafe(no_mangle)]
 pub extern "C" fn pg_finfo_job_row_valid_wrapper() -> &'static pg_sys::Pg_finfo_record {
     const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };

@@ -83,6 +83,10 @@ fn upgrade_from(release: &str) {
     db.batch_execute(&format!("CREATE EXTENSION jobs VERSION '{release}'")).unwrap();
     // Jobs in every state, with history, and schedules enabled and paused.
     fill_every_state(&mut db, "1 hour");
+    // The earlier schema's invariants still hold with this library (which
+    // keeps the function that schema's CHECK calls until the update).
+    let refused = db.batch_execute("UPDATE jobs.job SET state = 'running' WHERE state = 'queued'");
+    assert_eq!(refused.unwrap_err().code(), Some(&postgres::error::SqlState::CHECK_VIOLATION), "{release}");
     let before = contents(&mut db);
 
     db.batch_execute("ALTER EXTENSION jobs UPDATE").unwrap();
