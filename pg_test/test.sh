@@ -37,9 +37,11 @@ trap 'bash pg_test/isolation.sh stop' EXIT
 # Those that share the cluster with others run side by side; those that
 # restart it or its worker run alone after them, and so does the fuzzer: it
 # calls jobs.tick(), whose announcements of due jobs add to the worker's
-# (blackbox asserts that a delayed job is announced once).
+# (blackbox asserts that a delayed job is announced once); and so do the
+# claim-position tests: their held snapshots would slow the others' drains and
+# hold up their CREATE INDEX CONCURRENTLY.
 side_by_side=(blackbox security clients upgrade backup replication sql_jobs)
-alone=(fuzz worker faults)
+alone=(fuzz worker faults positions)
 features=(--no-default-features --features "blackbox pg$(echo "$majors" | head -1)")
 all_tests=()
 for t in "${side_by_side[@]}" "${alone[@]}" pg_upgrade; do all_tests+=(--test "$t"); done

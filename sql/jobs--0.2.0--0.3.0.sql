@@ -330,6 +330,41 @@ AS $$
           WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()
             AND j.run_at > j.updated_at) q
 $$;
+-- Claims start where each queue's claimable work starts (src/position.rs).
+CREATE FUNCTION jobs._claim_ticket() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'claim_ticket_wrapper';
+CREATE FUNCTION jobs._claim_took(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'claim_took_wrapper';
+CREATE FUNCTION jobs._claim_may_raise(ticket bigint) RETURNS boolean
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'claim_may_raise_wrapper';
+CREATE FUNCTION jobs._claim_raise(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'claim_raise_wrapper';
+CREATE FUNCTION jobs._claim_from_priority(relation regclass, queue text, ticket bigint) RETURNS int
+LANGUAGE c STABLE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'claim_from_priority';
+CREATE FUNCTION jobs._claim_from_run_at(relation regclass, queue text, ticket bigint) RETURNS timestamptz
+LANGUAGE c STABLE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'claim_from_run_at';
+CREATE FUNCTION jobs._claim_from_id(relation regclass, queue text, ticket bigint) RETURNS bigint
+LANGUAGE c STABLE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'claim_from_id';
+
+CREATE FUNCTION jobs._job_queued() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'job_queued';
+
+-- ALWAYS: it fires with session_replication_role = replica too.
+CREATE TRIGGER job_queued AFTER INSERT OR UPDATE ON jobs.job
+    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION jobs._job_queued();
+ALTER TABLE jobs.job ENABLE ALWAYS TRIGGER job_queued;
 CREATE OR REPLACE FUNCTION jobs.claim(
     worker_id text,
     queue text DEFAULT 'default',
@@ -352,6 +387,9 @@ AS $$
 #variable_conflict use_column
 DECLARE
     lease_for interval := coalesce(claim.lease, jobs._default_lease());
+    -- The claim reads where the queue's claimable work starts once, inside
+    -- its statement (src/position.rs).
+    ticket bigint := jobs._claim_ticket();
 BEGIN
     IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.queue <> 'sql'
             AND claim.max_jobs >= 1
@@ -369,9 +407,10 @@ BEGIN
     END IF;
 
     -- SKIP LOCKED: rows another claimer is taking right now are passed over,
-    -- never waited for. The subquery walks job_claim_idx in claim order; the
-    -- ids come back as an array so the update finds each row by primary key
-    -- (a join let the planner hash against a scan of the whole table).
+    -- never waited for. The subquery walks job_claim_idx in claim order from
+    -- the queue's position (no queued row lies before it); the ids come back
+    -- as an array so the update finds each row by primary key (a join let
+    -- the planner hash against a scan of the whole table).
     RETURN QUERY
     WITH claimed AS (
         UPDATE jobs.job j
@@ -387,6 +426,9 @@ BEGIN
             FROM jobs.job p
             WHERE p.state = 'queued'
               AND p.queue = claim.queue
+              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
+                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
+                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
               AND p.run_at <= now()
               AND (claim.job_types IS NULL OR p.job_type = ANY (claim.job_types))
             ORDER BY p.priority, p.run_at, p.id
@@ -394,7 +436,27 @@ BEGIN
             FOR UPDATE SKIP LOCKED))
         RETURNING j.*
     )
-    SELECT * FROM claimed c ORDER BY c.priority, c.run_at, c.id;
+    SELECT * FROM claimed c
+    WHERE jobs._claim_took(ticket, c.priority, c.run_at, c.id)
+    ORDER BY c.priority, c.run_at, c.id;
+
+    -- While an old snapshot keeps claimed jobs' index entries alive, move the
+    -- position up to the first queued row (a new statement: it sees this
+    -- claim's rows as taken).
+    IF jobs._claim_may_raise(ticket) THEN
+        PERFORM jobs._claim_raise(ticket, first.priority, first.run_at, first.id)
+        FROM (SELECT) one
+        LEFT JOIN LATERAL (
+            SELECT p.priority, p.run_at, p.id
+            FROM jobs.job p
+            WHERE p.state = 'queued'
+              AND p.queue = claim.queue
+              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
+                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
+                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
+            ORDER BY p.priority, p.run_at, p.id
+            LIMIT 1) first ON true;
+    END IF;
 END
 $$;
 CREATE OR REPLACE FUNCTION jobs.cancel(job_id bigint) RETURNS jobs.job

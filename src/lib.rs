@@ -11,6 +11,7 @@ mod executor;
 mod guc;
 mod invariants;
 mod notify;
+mod position;
 mod schedule;
 mod worker;
 
@@ -24,7 +25,19 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["schema"]);
 extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema", notify::announce]);
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
-extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors"]);
+extension_sql_file!("../sql/position.sql", name = "position", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/claim.sql",
+    name = "claim",
+    requires = [
+        "errors",
+        "position",
+        position::claim_ticket,
+        position::claim_took,
+        position::claim_may_raise,
+        position::claim_raise
+    ]
+);
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
 extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["views"]);
@@ -47,6 +60,7 @@ pub extern "C-unwind" fn _PG_init() {
         PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         guc::define_postmaster_gucs();
         notify::init_shared_memory();
+        position::init_shared_memory();
         // pg_upgrade starts both clusters in binary-upgrade mode and drops
         // and recreates every database: a worker connected to one makes it
         // fail ("database is being accessed by other users").

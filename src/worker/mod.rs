@@ -53,9 +53,14 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
     let mut next_pass = Instant::now();
     let mut next_send = Instant::now();
     let mut executors = Executors::default();
+    let mut next_forget = Instant::now() + FORGET_POSITIONS;
     while BackgroundWorker::wait_latch(Some(until(next_pass, crate::notify::pending().then_some(next_send)))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if Instant::now() >= next_forget {
+            crate::position::forget(unsafe { pg_sys::MyDatabaseId }.to_u32());
+            next_forget = Instant::now() + FORGET_POSITIONS;
         }
         if Instant::now() >= next_send && send_notifications() {
             next_send = Instant::now() + SEND_SPACING;
@@ -95,6 +100,11 @@ fn pass_surviving_errors(
     executors.carry_out(plan);
     (nap, started)
 }
+
+/// How often the claim positions of the worker's database start over from
+/// the queues' starts (src/position.rs): rows written to jobs.job with its
+/// trigger disabled are claimable at the latest this long after.
+const FORGET_POSITIONS: Duration = Duration::from_secs(10);
 
 /// The least time between two sends of notifications. Under a stream of
 /// commits each send is a transaction of the worker's for the marks that

@@ -1,0 +1,553 @@
+//! Where claimable work starts, per queue: a claim walks `job_claim_idx` in
+//! claim order from the queue's position instead of from the queue's start.
+//!
+//! Why: every job a claim takes leaves its index entry behind, and while a
+//! snapshot older than that claim is held (a long report, `pg_dump`) no scan
+//! may skip it or remove it. A claim that starts at the queue's start walks
+//! every entry of every job claimed since the snapshot: its cost grows with
+//! the length of the hold.
+//!
+//! The position is a lower bound of the claim-order key (priority, run_at,
+//! id) of every row that is queued or may become queued without passing
+//! through here again, so a claim that starts there misses nothing:
+//!
+//! - Whatever makes a row queued (an enqueue, a retry, `retry_now`, lease
+//!   recovery, a schedule firing, anything else that writes the table) fires
+//!   the trigger `job_queued`, which counts its transaction in the queue's
+//!   `makers` and bumps `generation`; just before the commit the position is
+//!   lowered to the least key that transaction wrote, so once the row can be
+//!   seen, so can the lower position; at its end the count drops again.
+//! - A claim reads the position inside its claim statement, after the
+//!   statement's snapshot was taken (`jobs._claim_from_*`, one read per
+//!   ticket): any maker that committed before that snapshot has lowered it.
+//! - Only a claim raises it, and only while the oldest snapshot is holding
+//!   back cleanup (otherwise the walk past claimed jobs is cheap, as their
+//!   entries are marked dead as scans pass): to the least key of the queue's
+//!   queued rows as a second statement sees them, or of the rows its own
+//!   transaction claimed (they are queued again if it rolls back), whichever
+//!   is less; and only when no maker was in flight when it read the position
+//!   and none began since (the generation is unchanged). Rows that other
+//!   claims hold uncommitted are still queued to its snapshot.
+//! - Prepared transactions may commit in another session after their
+//!   transaction callbacks ran: with `max_prepared_transactions` above zero
+//!   there is no position. The background worker forgets the positions of its
+//!   database now and then, for writes made with the trigger disabled.
+
+use pgrx::prelude::*;
+use pgrx::{PGRXSharedMemory, PgLwLock, pg_shmem_init};
+use std::cell::RefCell;
+use std::ffi::c_void;
+
+/// Queues (of all databases) with a position; beyond that the least
+/// recently used one without a maker in flight gives up its entry.
+const ENTRIES: usize = 256;
+/// Queue names are at most 128 characters: at most 512 bytes.
+const NAME_BYTES: usize = 512;
+/// How far (in transaction ids) the oldest snapshot must lag behind before
+/// claims raise the position.
+const HELD_XIDS: u32 = 1000;
+
+/// A claim-order key. Fields in claim order, so the derived order is it.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Key {
+    pub priority: i32,
+    /// timestamptz, microseconds; i64::MIN and MAX are -infinity and infinity
+    pub run_at: i64,
+    pub id: i64,
+}
+
+impl Key {
+    pub const MIN: Key = Key { priority: i32::MIN, run_at: i64::MIN, id: i64::MIN };
+    pub const MAX: Key = Key { priority: i32::MAX, run_at: i64::MAX, id: i64::MAX };
+}
+
+#[derive(Copy, Clone)]
+struct Entry {
+    in_use: bool,
+    database: u32,
+    relation: u32,
+    length: u16,
+    name: [u8; NAME_BYTES],
+    position: Key,
+    /// Bumped when a maker begins, when the entry is (re)assigned and when
+    /// the worker forgets it: a claim raises the position only if it is
+    /// unchanged since it read the position.
+    generation: u64,
+    /// Transactions that made rows of this queue queued and have not ended.
+    makers: u32,
+    last_used: u64,
+}
+
+#[derive(Copy, Clone)]
+pub struct Positions {
+    clock: u64,
+    entries: [Entry; ENTRIES],
+}
+
+unsafe impl PGRXSharedMemory for Positions {}
+
+/// Which queue: database, jobs.job's OID, the name's bytes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Queue {
+    database: u32,
+    relation: u32,
+    name: Vec<u8>,
+}
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        in_use: false,
+        database: 0,
+        relation: 0,
+        length: 0,
+        name: [0; NAME_BYTES],
+        position: Key::MIN,
+        generation: 0,
+        makers: 0,
+        last_used: 0,
+    };
+
+    fn is(&self, queue: &Queue) -> bool {
+        self.in_use
+            && self.database == queue.database
+            && self.relation == queue.relation
+            && &self.name[..usize::from(self.length)] == queue.name.as_slice()
+    }
+}
+
+impl Positions {
+    const EMPTY: Positions = Positions { clock: 0, entries: [Entry::EMPTY; ENTRIES] };
+
+    /// The queue's entry, made if need be; None when every entry has a
+    /// maker in flight (or the name is too long).
+    fn entry(&mut self, queue: &Queue) -> Option<usize> {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(i) = self.entries.iter().position(|e| e.is(queue)) {
+            self.entries[i].last_used = clock;
+            return Some(i);
+        }
+        if queue.name.len() > NAME_BYTES {
+            return None;
+        }
+        let i = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.in_use || e.makers == 0)
+            .min_by_key(|(_, e)| (e.in_use, e.last_used))
+            .map(|(i, _)| i)?;
+        let e = &mut self.entries[i];
+        *e = Entry {
+            in_use: true,
+            database: queue.database,
+            relation: queue.relation,
+            length: queue.name.len() as u16,
+            position: Key::MIN,
+            generation: e.generation + 1,
+            makers: 0,
+            last_used: clock,
+            ..Entry::EMPTY
+        };
+        e.name[..queue.name.len()].copy_from_slice(&queue.name);
+        Some(i)
+    }
+}
+
+static POSITIONS: PgLwLock<Positions> = unsafe { PgLwLock::new(c"jobs claim positions") };
+
+/// In `_PG_init`, when the library is preloaded.
+pub fn init_shared_memory() {
+    pg_shmem_init!(POSITIONS = Positions::EMPTY);
+}
+
+unsafe extern "C" {
+    /// twophase.c's `max_prepared_xacts` (the `max_prepared_transactions` setting).
+    static max_prepared_xacts: std::ffi::c_int;
+}
+
+fn enabled() -> bool {
+    crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) && unsafe { max_prepared_xacts } == 0
+}
+
+/// Whether the oldest snapshot of any backend holds back cleanup by more
+/// than HELD_XIDS transactions.
+fn horizon_held() -> bool {
+    unsafe {
+        let next = pg_sys::ReadNextFullTransactionId().value as u32;
+        let oldest = pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut());
+        next.wrapping_sub(oldest.into_inner()) > HELD_XIDS
+    }
+}
+
+/// What one claim read: its ticket, the position, and whether it may raise it.
+struct Reading {
+    ticket: i64,
+    queue: Queue,
+    position: Key,
+    /// (entry, generation read) when no maker was in flight and cleanup is held back
+    raise: Option<(usize, u64)>,
+}
+
+/// A transaction's part in a queue: rows it made queued, rows it claimed.
+struct Part {
+    queue: Queue,
+    /// The entry it counts itself in as a maker (None: not a maker, or no entry).
+    maker_entry: Option<usize>,
+    made_least: Option<Key>,
+    claimed_least: Option<Key>,
+}
+
+thread_local! {
+    static TICKETS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    static READING: RefCell<Option<Reading>> = const { RefCell::new(None) };
+    static PARTS: RefCell<Vec<Part>> = const { RefCell::new(Vec::new()) };
+}
+static mut CALLBACK_REGISTERED: bool = false;
+
+fn register_callback() {
+    unsafe {
+        if !CALLBACK_REGISTERED {
+            pg_sys::RegisterXactCallback(Some(on_transaction_end), std::ptr::null_mut());
+            CALLBACK_REGISTERED = true;
+        }
+    }
+}
+
+fn with_part<R>(queue: &Queue, f: impl FnOnce(&mut Part) -> R) -> R {
+    register_callback();
+    PARTS.with(|parts| {
+        let mut parts = parts.borrow_mut();
+        let i = match parts.iter().position(|p| &p.queue == queue) {
+            Some(i) => i,
+            None => {
+                parts.push(Part { queue: queue.clone(), maker_entry: None, made_least: None, claimed_least: None });
+                parts.len() - 1
+            }
+        };
+        f(&mut parts[i])
+    })
+}
+
+/// Before the commit, the positions come down to what the transaction
+/// made queued (its rows become visible only after this); at its end, it
+/// stops counting as a maker.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            PARTS.with(|parts| {
+                let parts = parts.borrow();
+                if parts.iter().all(|p| p.maker_entry.is_none()) {
+                    return;
+                }
+                let mut positions = POSITIONS.exclusive();
+                for part in parts.iter() {
+                    if let (Some(i), Some(least)) = (part.maker_entry, part.made_least) {
+                        let e = &mut positions.entries[i];
+                        e.position = e.position.min(least);
+                    }
+                }
+            });
+        }
+        XACT_EVENT_COMMIT
+        | XACT_EVENT_PARALLEL_COMMIT
+        | XACT_EVENT_ABORT
+        | XACT_EVENT_PARALLEL_ABORT
+        | XACT_EVENT_PREPARE => {
+            READING.with(|r| r.borrow_mut().take());
+            let parts = PARTS.with(|parts| std::mem::take(&mut *parts.borrow_mut()));
+            if parts.iter().all(|p| p.maker_entry.is_none()) {
+                return;
+            }
+            let mut positions = POSITIONS.exclusive();
+            for i in parts.iter().filter_map(|p| p.maker_entry) {
+                let e = &mut positions.entries[i];
+                e.makers = e.makers.saturating_sub(1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The trigger: this transaction made a row of `queue` with `key` queued.
+fn made_queued(queue: Queue, key: Key) {
+    if !enabled() {
+        return;
+    }
+    with_part(&queue, |part| {
+        if part.made_least.is_none() {
+            let mut positions = POSITIONS.exclusive();
+            if let Some(i) = positions.entry(&queue) {
+                let e = &mut positions.entries[i];
+                e.makers += 1;
+                e.generation += 1;
+                part.maker_entry = Some(i);
+            }
+        }
+        part.made_least = Some(part.made_least.map_or(key, |least| least.min(key)));
+    });
+}
+
+/// The position a claim with this ticket starts from, read once per ticket.
+fn read(queue: Queue, ticket: i64) -> Key {
+    if let Some(position) =
+        READING.with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket && r.queue == queue).map(|r| r.position))
+    {
+        return position;
+    }
+    let (position, raise) = if enabled() {
+        let held = horizon_held();
+        let mut positions = POSITIONS.exclusive();
+        match positions.entry(&queue) {
+            Some(i) => {
+                let e = &positions.entries[i];
+                (e.position, (held && e.makers == 0).then_some((i, e.generation)))
+            }
+            None => (Key::MIN, None),
+        }
+    } else {
+        (Key::MIN, None)
+    };
+    READING.with(|r| *r.borrow_mut() = Some(Reading { ticket, queue, position, raise }));
+    position
+}
+
+/// A new ticket for a claim: its first `jobs._claim_from_*` reads the position.
+#[pg_extern(volatile, parallel_unsafe, name = "_claim_ticket")]
+fn claim_ticket() -> i64 {
+    TICKETS.with(|t| {
+        t.set(t.get() + 1);
+        t.get()
+    })
+}
+
+/// The claim of this ticket took a row with this key: the position may not
+/// pass it while the transaction runs. Returns true (a filter that keeps
+/// every row).
+#[pg_extern(volatile, parallel_unsafe, name = "_claim_took")]
+fn claim_took(ticket: i64, priority: i32, run_at: TimestampWithTimeZone, id: i64) -> bool {
+    let key = Key { priority, run_at: run_at.into(), id };
+    let queue = READING.with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).map(|r| r.queue.clone()));
+    if let Some(queue) = queue {
+        with_part(&queue, |part| part.claimed_least = Some(part.claimed_least.map_or(key, |l| l.min(key))));
+    }
+    true
+}
+
+/// Whether the claim of this ticket may raise the position.
+#[pg_extern(volatile, parallel_unsafe, name = "_claim_may_raise")]
+fn claim_may_raise(ticket: i64) -> bool {
+    READING.with(|r| r.borrow().as_ref().is_some_and(|r| r.ticket == ticket && r.raise.is_some()))
+}
+
+/// Raises the position to the least key of the queue's queued rows as the
+/// caller's statement saw them (NULLs: none) or of the rows its transaction
+/// claimed, whichever is less, if no maker began since the ticket's read.
+#[pg_extern(volatile, parallel_unsafe, name = "_claim_raise")]
+fn claim_raise(ticket: i64, priority: Option<i32>, run_at: Option<TimestampWithTimeZone>, id: Option<i64>) -> bool {
+    let Some((queue, (i, generation))) = READING
+        .with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).and_then(|r| Some((r.queue.clone(), r.raise?))))
+    else {
+        return false;
+    };
+    let seen = match (priority, run_at, id) {
+        (Some(priority), Some(run_at), Some(id)) => Key { priority, run_at: run_at.into(), id },
+        _ => Key::MAX,
+    };
+    let claimed = PARTS.with(|parts| parts.borrow().iter().find(|p| p.queue == queue).and_then(|p| p.claimed_least));
+    let least = claimed.map_or(seen, |c| c.min(seen));
+    let mut positions = POSITIONS.exclusive();
+    let e = &mut positions.entries[i];
+    if e.is(&queue) && e.generation == generation && e.position < least {
+        e.position = least;
+        return true;
+    }
+    false
+}
+
+/// The worker: forget the positions of its database's queues (rows written
+/// with the trigger disabled become claimable this way).
+pub fn forget(database: u32) {
+    if !enabled() {
+        return;
+    }
+    let mut positions = POSITIONS.exclusive();
+    for e in positions.entries.iter_mut().filter(|e| e.in_use && e.database == database) {
+        e.position = Key::MIN;
+        e.generation += 1;
+    }
+}
+
+/// The bytes of a text datum, in the database's encoding.
+unsafe fn text_bytes(datum: pg_sys::Datum) -> Vec<u8> {
+    // SAFETY: a non-null text datum, possibly short-header or toasted.
+    unsafe {
+        let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(text).cast::<u8>(),
+            pgrx::varlena::varsize_any_exhdr(text),
+        )
+        .to_vec()
+    }
+}
+
+fn queue_of(relation: pg_sys::Oid, name: Vec<u8>) -> Queue {
+    Queue { database: unsafe { pg_sys::MyDatabaseId }.to_u32(), relation: relation.to_u32(), name }
+}
+
+macro_rules! finfo_v1 {
+    ($name:ident) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    };
+}
+
+/// `jobs._claim_from_priority(relation regclass, queue text, ticket bigint)`
+/// and its `_run_at` and `_id` siblings: the parts of the position a claim
+/// starts from. STABLE, so that they bound the index scan: evaluated when it
+/// starts, after the statement's snapshot, and the three parts come from
+/// one read. Written against the function manager to take the queue's text
+/// in whatever encoding the database has.
+unsafe fn claim_from(fcinfo: pg_sys::FunctionCallInfo) -> Key {
+    // SAFETY: called with the three non-null arguments of the declaration (STRICT).
+    unsafe {
+        let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i).expect("STRICT");
+        let relation = pg_sys::Oid::from(arg(0).value() as u32);
+        let queue = queue_of(relation, text_bytes(arg(1)));
+        read(queue, arg(2).value() as i64)
+    }
+}
+
+finfo_v1!(pg_finfo_claim_from_priority);
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn claim_from_priority(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(unsafe { claim_from(fcinfo) }.priority)
+}
+
+finfo_v1!(pg_finfo_claim_from_run_at);
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn claim_from_run_at(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(unsafe { claim_from(fcinfo) }.run_at)
+}
+
+finfo_v1!(pg_finfo_claim_from_id);
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn claim_from_id(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(unsafe { claim_from(fcinfo) }.id)
+}
+
+thread_local! {
+    /// (relation, attribute numbers of id, queue, priority, run_at) of the
+    /// table the trigger last fired on.
+    static COLUMNS: std::cell::Cell<(pg_sys::Oid, [usize; 4])> = const { std::cell::Cell::new((pg_sys::Oid::INVALID, [0; 4])) };
+}
+
+/// Attribute numbers of id, queue, priority and run_at in the trigger's table.
+unsafe fn columns(relation: pg_sys::Relation) -> [usize; 4] {
+    // SAFETY: an open relation of the trigger.
+    unsafe {
+        let oid = (*relation).rd_id;
+        let (cached, numbers) = COLUMNS.with(|c| c.get());
+        if cached == oid {
+            return numbers;
+        }
+        let desc = (*relation).rd_att;
+        let attrs = pgrx::PgTupleDesc::from_pg_unchecked(desc);
+        let find = |name: &str| {
+            (0..attrs.len())
+                .find(|&i| {
+                    let a = attrs.get(i).expect("attribute");
+                    !a.is_dropped() && a.name() == name
+                })
+                .map(|i| i + 1)
+                .unwrap_or_else(|| error!("jobs.job has no column {name}"))
+        };
+        let numbers = [find("id"), find("queue"), find("priority"), find("run_at")];
+        COLUMNS.with(|c| c.set((oid, numbers)));
+        numbers
+    }
+}
+
+finfo_v1!(pg_finfo_job_queued);
+/// `jobs._job_queued()`, the trigger `job_queued` AFTER INSERT OR UPDATE
+/// FOR EACH ROW WHEN (NEW.state = 'queued') on jobs.job (sql/schema.sql).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn job_queued(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: called by the trigger manager: context is its TriggerData, and
+    // the row (the new one of an UPDATE) belongs to the trigger's relation.
+    unsafe {
+        let data = (*fcinfo).context.cast::<pg_sys::TriggerData>();
+        if !pgrx::trigger_support::called_as_trigger(fcinfo) {
+            error!("jobs._job_queued is a trigger");
+        }
+        let event = (*data).tg_event;
+        let tuple = if event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE {
+            (*data).tg_newtuple
+        } else {
+            (*data).tg_trigtuple
+        };
+        let relation = (*data).tg_relation;
+        let [id, queue, priority, run_at] = columns(relation);
+        let desc = (*relation).rd_att;
+        let get = |n: usize| {
+            pgrx::heap_getattr_raw(tuple, std::num::NonZeroUsize::new(n).expect("attribute number"), desc)
+                .unwrap_or_else(|| error!("jobs.job: a queued row without its claim key"))
+        };
+        let key = Key {
+            priority: get(priority).value() as i32,
+            run_at: get(run_at).value() as i64,
+            id: get(id).value() as i64,
+        };
+        made_queued(queue_of((*relation).rd_id, text_bytes(get(queue))), key);
+        pg_sys::Datum::from(0)
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn queue(name: &str) -> Queue {
+        Queue { database: 1, relation: 2, name: name.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn keys_order_as_claims_do() {
+        let k = |priority, run_at, id| Key { priority, run_at, id };
+        assert!(k(0, 5, 9) < k(1, 0, 0));
+        assert!(k(0, 5, 9) < k(0, 6, 0));
+        assert!(k(0, 5, 9) < k(0, 5, 10));
+        assert!(Key::MIN < k(i32::MIN, 0, 0) && k(i32::MAX, i64::MAX, 0) < Key::MAX);
+    }
+
+    #[test]
+    fn entries_are_found_made_and_given_up_only_without_makers() {
+        let mut p = Box::new(Positions::EMPTY);
+        let a = p.entry(&queue("a")).unwrap();
+        assert_eq!(p.entry(&queue("a")), Some(a));
+        assert_eq!(p.entries[a].position, Key::MIN);
+        for i in 0..ENTRIES {
+            let e = p.entry(&queue(&format!("q{i}"))).unwrap();
+            p.entries[e].makers = 1;
+        }
+        // every entry has a maker in flight: no room, and "a" was given up
+        assert!(!p.entries.iter().any(|e| e.is(&queue("a"))));
+        assert_eq!(p.entry(&queue("b")), None);
+        let before = p.entries[3].generation;
+        p.entries[3].makers = 0;
+        let b = p.entry(&queue("b")).unwrap();
+        assert_eq!(b, 3);
+        assert!(p.entries[b].generation > before, "a reassigned entry refuses raises read before");
+        assert_eq!(p.entries[b].position, Key::MIN);
+        assert_eq!(p.entry(&queue(&"x".repeat(NAME_BYTES + 1))), None);
+    }
+}
