@@ -357,6 +357,35 @@ CREATE FUNCTION jobs._claim_from_id(relation regclass, queue text, ticket bigint
 LANGUAGE c STABLE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'claim_from_id';
 
+CREATE FUNCTION jobs._lower_position(relation regclass, queue text, priority int, run_at timestamptz, id bigint)
+RETURNS boolean
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'lower_position';
+
+-- The background worker, every few seconds: each queue's first queued row,
+-- by a walk of job_claim_idx from one queue to the next, and a position
+-- above it lowered to it.
+CREATE FUNCTION jobs._lower_positions() RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+    WITH RECURSIVE head AS (
+        (SELECT j.queue, j.priority, j.run_at, j.id FROM jobs.job j
+         WHERE j.state = 'queued'
+         ORDER BY j.queue, j.priority, j.run_at, j.id LIMIT 1)
+        UNION ALL
+        SELECT n.queue, n.priority, n.run_at, n.id
+        FROM head h
+        CROSS JOIN LATERAL (
+            SELECT j.queue, j.priority, j.run_at, j.id FROM jobs.job j
+            WHERE j.state = 'queued' AND j.queue > h.queue
+            ORDER BY j.queue, j.priority, j.run_at, j.id LIMIT 1) n
+    )
+    SELECT count(*) FILTER (WHERE jobs._lower_position('jobs.job', h.queue, h.priority, h.run_at, h.id))
+    FROM head h
+$$;
+
 CREATE FUNCTION jobs._job_queued() RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'job_queued';
@@ -928,6 +957,32 @@ BEGIN
         PERFORM jobs._raise_not_held(complete.job_id);
     END IF;
     RETURN done;
+END
+$$;
+
+-- Pruning starts where its last batch ended while an old snapshot is held.
+DROP FUNCTION jobs._prune(interval, int);
+CREATE FUNCTION jobs._prune(retention interval, batch_size int, after timestamptz,
+                            OUT pruned bigint, OUT pruned_through timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+AS $$
+BEGIN
+    WITH doomed AS (
+        SELECT ARRAY(
+            SELECT j.id FROM jobs.job j
+            WHERE j.finished_at < now() - retention AND j.finished_at >= after
+            ORDER BY j.finished_at
+            LIMIT batch_size
+            FOR UPDATE SKIP LOCKED) AS ids
+    ), history AS (
+        DELETE FROM jobs.job_run r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
+    ), gone AS (
+        DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[])
+        RETURNING j.finished_at
+    )
+    SELECT count(*), max(g.finished_at) INTO pruned, pruned_through FROM gone g;
 END
 $$;
 

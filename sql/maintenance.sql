@@ -111,28 +111,31 @@ END
 $$;
 
 -- Pruning: finished jobs older than the retention, with their history, in
--- one bounded batch (the caller repeats while batches come back full).
-CREATE FUNCTION jobs._prune(retention interval, batch_size int) RETURNS bigint
+-- one bounded batch (the caller repeats while batches come back full), from
+-- `after` on: while an old snapshot keeps the entries of pruned jobs alive,
+-- the worker starts where its last batch ended (pruned_through) instead of
+-- walking them all again.
+CREATE FUNCTION jobs._prune(retention interval, batch_size int, after timestamptz,
+                            OUT pruned bigint, OUT pruned_through timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
-DECLARE
-    pruned bigint;
 BEGIN
     WITH doomed AS (
         SELECT ARRAY(
             SELECT j.id FROM jobs.job j
-            WHERE j.finished_at < now() - retention
+            WHERE j.finished_at < now() - retention AND j.finished_at >= after
             ORDER BY j.finished_at
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED) AS ids
     ), history AS (
         DELETE FROM jobs.job_run r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
+    ), gone AS (
+        DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[])
+        RETURNING j.finished_at
     )
-    DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[]);
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    RETURN pruned;
+    SELECT count(*), max(g.finished_at) INTO pruned, pruned_through FROM gone g;
 END
 $$;
 

@@ -22,16 +22,19 @@
 //!   ticket): any maker that committed before that snapshot has lowered it.
 //! - Only a claim raises it, and only while the oldest snapshot is holding
 //!   back cleanup (otherwise the walk past claimed jobs is cheap, as their
-//!   entries are marked dead as scans pass): to the least key of the queue's
-//!   queued rows as a second statement sees them, or of the rows its own
+//!   entries are marked dead as scans pass). After its claim statement it
+//!   reads the position again and, if no maker is in flight, runs a second
+//!   statement from there: the new position is the least key of the queue's
+//!   queued rows as that statement sees them, or of the rows its own
 //!   transaction claimed (they are queued again if it rolls back), whichever
-//!   is less; and only when no maker was in flight when it read the position
-//!   and none began since (the generation is unchanged). Rows that other
-//!   claims hold uncommitted are still queued to its snapshot.
+//!   is less, and it is stored only if no maker began since the read (the
+//!   generation is unchanged). Rows that other claims hold uncommitted are
+//!   still queued to its snapshot.
 //! - Prepared transactions may commit in another session after their
 //!   transaction callbacks ran: with `max_prepared_transactions` above zero
-//!   there is no position. The background worker forgets the positions of its
-//!   database now and then, for writes made with the trigger disabled.
+//!   there is no position. Every few seconds the background worker looks up
+//!   each queue's first queued row and lowers a position above it
+//!   (`jobs._lower_positions`): rows written with the trigger disabled.
 
 use pgrx::prelude::*;
 use pgrx::{PGRXSharedMemory, PgLwLock, pg_shmem_init};
@@ -70,8 +73,8 @@ struct Entry {
     name: [u8; NAME_BYTES],
     position: Key,
     /// Bumped when a maker begins, when the entry is (re)assigned and when
-    /// the worker forgets it: a claim raises the position only if it is
-    /// unchanged since it read the position.
+    /// the worker lowers the position: a claim raises the position only if it
+    /// is unchanged since it read the position.
     generation: u64,
     /// Transactions that made rows of this queue queued and have not ended.
     makers: u32,
@@ -172,7 +175,7 @@ fn enabled() -> bool {
 
 /// Whether the oldest snapshot of any backend holds back cleanup by more
 /// than HELD_XIDS transactions.
-fn horizon_held() -> bool {
+pub fn horizon_held() -> bool {
     unsafe {
         let next = pg_sys::ReadNextFullTransactionId().value as u32;
         let oldest = pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut());
@@ -297,21 +300,26 @@ fn read(queue: Queue, ticket: i64) -> Key {
     {
         return position;
     }
-    let (position, raise) = if enabled() {
-        let held = horizon_held();
-        let mut positions = POSITIONS.exclusive();
-        match positions.entry(&queue) {
-            Some(i) => {
-                let e = &positions.entries[i];
-                (e.position, (held && e.makers == 0).then_some((i, e.generation)))
-            }
-            None => (Key::MIN, None),
-        }
-    } else {
-        (Key::MIN, None)
-    };
+    let (position, raise) = reread(&queue, false);
     READING.with(|r| *r.borrow_mut() = Some(Reading { ticket, queue, position, raise }));
     position
+}
+
+/// The queue's position, and with `for_raise` (entry, generation) if a
+/// claim may raise it: no maker in flight and cleanup held back.
+fn reread(queue: &Queue, for_raise: bool) -> (Key, Option<(usize, u64)>) {
+    if !enabled() {
+        return (Key::MIN, None);
+    }
+    let held = for_raise && horizon_held();
+    let mut positions = POSITIONS.exclusive();
+    match positions.entry(queue) {
+        Some(i) => {
+            let e = &positions.entries[i];
+            (e.position, (held && e.makers == 0).then_some((i, e.generation)))
+        }
+        None => (Key::MIN, None),
+    }
 }
 
 /// A new ticket for a claim: its first `jobs._claim_from_*` reads the position.
@@ -336,10 +344,19 @@ fn claim_took(ticket: i64, priority: i32, run_at: TimestampWithTimeZone, id: i64
     true
 }
 
-/// Whether the claim of this ticket may raise the position.
+/// Whether the claim of this ticket may raise the position, read again
+/// now, just before the statement that computes the new one: the window in
+/// which a maker that begins refuses the raise is that statement alone, not
+/// the claim's too. The statement starts from the position read here.
 #[pg_extern(volatile, parallel_unsafe, name = "_claim_may_raise")]
 fn claim_may_raise(ticket: i64) -> bool {
-    READING.with(|r| r.borrow().as_ref().is_some_and(|r| r.ticket == ticket && r.raise.is_some()))
+    let Some(queue) = READING.with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).map(|r| r.queue.clone()))
+    else {
+        return false;
+    };
+    let (position, raise) = reread(&queue, true);
+    READING.with(|r| *r.borrow_mut() = Some(Reading { ticket, queue, position, raise }));
+    raise.is_some()
 }
 
 /// Raises the position to the least key of the queue's queued rows as the
@@ -365,19 +382,6 @@ fn claim_raise(ticket: i64, priority: Option<i32>, run_at: Option<TimestampWithT
         return true;
     }
     false
-}
-
-/// The worker: forget the positions of its database's queues (rows written
-/// with the trigger disabled become claimable this way).
-pub fn forget(database: u32) {
-    if !enabled() {
-        return;
-    }
-    let mut positions = POSITIONS.exclusive();
-    for e in positions.entries.iter_mut().filter(|e| e.in_use && e.database == database) {
-        e.position = Key::MIN;
-        e.generation += 1;
-    }
 }
 
 /// The bytes of a text datum, in the database's encoding.
@@ -442,6 +446,34 @@ finfo_v1!(pg_finfo_claim_from_id);
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn claim_from_id(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     pg_sys::Datum::from(unsafe { claim_from(fcinfo) }.id)
+}
+
+finfo_v1!(pg_finfo_lower_position);
+/// `jobs._lower_position(relation regclass, queue text, priority int, run_at
+/// timestamptz, id bigint)`: the worker found the queue's first queued row
+/// here; a position above it comes down (rows written with the trigger
+/// disabled were never counted). Whether it did.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn lower_position(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: called with the five non-null arguments of the declaration (STRICT).
+    let lowered = unsafe {
+        let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i).expect("STRICT");
+        let queue = queue_of(pg_sys::Oid::from(arg(0).value() as u32), text_bytes(arg(1)));
+        let key = Key { priority: arg(2).value() as i32, run_at: arg(3).value() as i64, id: arg(4).value() as i64 };
+        enabled() && {
+            let mut positions = POSITIONS.exclusive();
+            match positions.entries.iter_mut().find(|e| e.is(&queue)) {
+                Some(e) if key < e.position => {
+                    e.position = key;
+                    e.generation += 1;
+                    true
+                }
+                _ => false,
+            }
+        }
+    };
+    pg_sys::Datum::from(lowered)
 }
 
 thread_local! {

@@ -53,14 +53,9 @@ pub extern "C-unwind" fn jobs_worker_main(_arg: pg_sys::Datum) {
     let mut next_pass = Instant::now();
     let mut next_send = Instant::now();
     let mut executors = Executors::default();
-    let mut next_forget = Instant::now() + FORGET_POSITIONS;
     while BackgroundWorker::wait_latch(Some(until(next_pass, crate::notify::pending().then_some(next_send)))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-        }
-        if Instant::now() >= next_forget {
-            crate::position::forget(unsafe { pg_sys::MyDatabaseId }.to_u32());
-            next_forget = Instant::now() + FORGET_POSITIONS;
         }
         if Instant::now() >= next_send && send_notifications() {
             next_send = Instant::now() + SEND_SPACING;
@@ -101,10 +96,14 @@ fn pass_surviving_errors(
     (nap, started)
 }
 
-/// How often the claim positions of the worker's database start over from
-/// the queues' starts (src/position.rs): rows written to jobs.job with its
-/// trigger disabled are claimable at the latest this long after.
-const FORGET_POSITIONS: Duration = Duration::from_secs(10);
+/// How often the worker checks the claim positions of its database against
+/// the queues' first queued rows (src/position.rs): rows written to jobs.job
+/// with its trigger disabled are claimable at the latest this long after.
+const CHECK_POSITIONS: Duration = Duration::from_secs(10);
+
+thread_local! {
+    static POSITIONS_CHECKED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
 
 /// The least time between two sends of notifications. Under a stream of
 /// commits each send is a transaction of the worker's for the marks that
@@ -154,6 +153,10 @@ fn pass(
     }
     let started = Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
     let counts = run_duties(due_since);
+    if POSITIONS_CHECKED.get().is_none_or(|at| at.elapsed() >= CHECK_POSITIONS) {
+        Spi::run("SELECT jobs._lower_positions()").expect("jobs._lower_positions");
+        POSITIONS_CHECKED.set(Some(Instant::now()));
+    }
     let plan = executors.supervise();
     let batch = i64::from(guc::BATCH_SIZE.get());
     if counts.leases_recovered >= batch || counts.jobs_pruned >= batch {
