@@ -229,3 +229,43 @@ fn a_recovered_lease_and_a_late_committed_enqueue_are_claimed_below_the_position
     complete_all(&mut db, &jobs);
     drop(holder);
 }
+
+#[test]
+fn a_row_written_with_the_trigger_disabled_is_claimed_once_the_worker_checks_the_positions() {
+    let queue = fresh_name("positions-untracked");
+    let mut db = connect();
+    for _ in 0..10 {
+        enqueue(&mut db, &queue, 0, 60);
+    }
+    db.execute("SELECT jobs.enqueue('t', '{}', $1, run_at => now() + interval '1 hour')", &[&queue]).unwrap();
+    let holder = hold_snapshot();
+    loop {
+        let jobs = claim_in_order(&mut db, &queue, 3);
+        if jobs.is_empty() {
+            break;
+        }
+        complete_all(&mut db, &jobs);
+    }
+    // What a data-only restore with --disable-triggers or a hand-written
+    // repair does: a queued row the position never heard of, below it.
+    let mut tx = db.transaction().unwrap();
+    tx.batch_execute("ALTER TABLE jobs.job DISABLE TRIGGER job_queued").unwrap();
+    let untracked: i64 = tx
+        .query_one(
+            "INSERT INTO jobs.job (queue, job_type, payload, priority, max_attempts) VALUES ($1, 't', '{}', -1, 1)
+             RETURNING id",
+            &[&queue],
+        )
+        .unwrap()
+        .get(0);
+    tx.batch_execute("ALTER TABLE jobs.job ENABLE ALWAYS TRIGGER job_queued").unwrap();
+    tx.commit().unwrap();
+    let claimed = wait_for(PATIENCE, || {
+        let jobs = claim(&mut db, &queue, 1);
+        (!jobs.is_empty()).then_some(jobs)
+    })
+    .expect("the untracked row was claimed");
+    assert_eq!(claimed.iter().map(|j| j.0).collect::<Vec<_>>(), [untracked]);
+    complete_all(&mut db, &claimed);
+    drop(holder);
+}
