@@ -67,10 +67,9 @@ BEGIN
                 coalesce(enqueue.run_at, now()),
                 coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
         RETURNING * INTO inserted;
-        IF inserted.run_at <= now() THEN
-            -- Once per queue per transaction, after the commit (src/notify.rs).
-            PERFORM jobs._announce(inserted.queue);
-        END IF;
+        -- Claims start at or below it (src/position.rs); announced if due,
+        -- once per queue per transaction, after the commit (src/notify.rs).
+        PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
         RETURN inserted;
     END IF;
 
@@ -86,9 +85,7 @@ BEGIN
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING * INTO inserted;
         IF FOUND THEN
-            IF inserted.run_at <= now() THEN
-                PERFORM jobs._announce(inserted.queue);
-            END IF;
+            PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
             RETURN inserted;
         END IF;
 
@@ -139,8 +136,11 @@ BEGIN
     )
     SELECT * FROM inserted ORDER BY id;
 
-    IF FOUND AND due_at <= now() THEN
-        PERFORM jobs._announce(enqueue_batch.queue);
+    -- Every job of the batch has this priority and run_at: a key with the
+    -- least id is at or below them all.
+    IF FOUND THEN
+        PERFORM jobs._queued('jobs.job', enqueue_batch.queue, enqueue_batch.priority, due_at,
+                             '-9223372036854775808'::bigint);
     END IF;
 END
 $$;

@@ -105,8 +105,8 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(fail.job_id);
     END IF;
-    IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
-        PERFORM jobs._announce(failed_job.queue);
+    IF failed_job.state = 'queued' THEN
+        PERFORM jobs._queued('jobs.job', failed_job.queue, failed_job.priority, failed_job.run_at, failed_job.id);
     END IF;
     RETURN failed_job;
 END
@@ -161,7 +161,7 @@ BEGIN
         updated_at = now()
     WHERE j.id = retry_now.job_id
     RETURNING * INTO job;
-    PERFORM jobs._announce(job.queue);
+    PERFORM jobs._queued('jobs.job', job.queue, job.priority, job.run_at, job.id);
     IF job.queue = 'sql' THEN
         PERFORM jobs._wake_worker();  -- its executor starts at once
     END IF;

@@ -147,10 +147,9 @@ BEGIN
                 coalesce(enqueue.run_at, now()),
                 coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
         RETURNING * INTO inserted;
-        IF inserted.run_at <= now() THEN
-            -- Once per queue per transaction, after the commit (src/notify.rs).
-            PERFORM jobs._announce(inserted.queue);
-        END IF;
+        -- Claims start at or below it (src/position.rs); announced if due,
+        -- once per queue per transaction, after the commit (src/notify.rs).
+        PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
         RETURN inserted;
     END IF;
 
@@ -166,9 +165,7 @@ BEGIN
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING * INTO inserted;
         IF FOUND THEN
-            IF inserted.run_at <= now() THEN
-                PERFORM jobs._announce(inserted.queue);
-            END IF;
+            PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
             RETURN inserted;
         END IF;
 
@@ -218,8 +215,11 @@ BEGIN
     )
     SELECT * FROM inserted ORDER BY id;
 
-    IF FOUND AND due_at <= now() THEN
-        PERFORM jobs._announce(enqueue_batch.queue);
+    -- Every job of the batch has this priority and run_at: a key with the
+    -- least id is at or below them all.
+    IF FOUND THEN
+        PERFORM jobs._queued('jobs.job', enqueue_batch.queue, enqueue_batch.priority, due_at,
+                             '-9223372036854775808'::bigint);
     END IF;
 END
 $$;
@@ -278,8 +278,8 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(fail.job_id);
     END IF;
-    IF failed_job.state = 'queued' AND failed_job.run_at <= now() THEN
-        PERFORM jobs._announce(failed_job.queue);
+    IF failed_job.state = 'queued' THEN
+        PERFORM jobs._queued('jobs.job', failed_job.queue, failed_job.priority, failed_job.run_at, failed_job.id);
     END IF;
     RETURN failed_job;
 END
@@ -291,7 +291,6 @@ SET enable_seqscan = off  -- plans outlive the statistics they were made with: s
 AS $$
 DECLARE
     recovered bigint;
-    requeued_queues text[];
 BEGIN
     WITH moved AS (
         UPDATE jobs.job j
@@ -308,16 +307,15 @@ BEGIN
             ORDER BY e.lease_until
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED))
-        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state
+        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state, j.priority, j.run_at
     ), history AS (
         INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
         FROM moved m
     )
-    SELECT count(*), array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'queued')
-    INTO recovered, requeued_queues
+    SELECT count(*), count(jobs._queued('jobs.job', m.queue, m.priority, m.run_at, m.id)) FILTER (WHERE m.state = 'queued')
+    INTO recovered
     FROM moved m;
-    PERFORM jobs._announce(q) FROM unnest(requeued_queues) q;
     RETURN recovered;
 END
 $$;
@@ -357,6 +355,11 @@ CREATE FUNCTION jobs._claim_from_id(relation regclass, queue text, ticket bigint
 LANGUAGE c STABLE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'claim_from_id';
 
+CREATE FUNCTION jobs._queued(relation regclass, queue text, priority int, run_at timestamptz, id bigint)
+RETURNS void
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'queued';
+
 CREATE FUNCTION jobs._lower_position(relation regclass, queue text, priority int, run_at timestamptz, id bigint)
 RETURNS boolean
 LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
@@ -385,15 +388,6 @@ AS $$
     SELECT count(*) FILTER (WHERE jobs._lower_position('jobs.job', h.queue, h.priority, h.run_at, h.id))
     FROM head h
 $$;
-
-CREATE FUNCTION jobs._job_queued() RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'job_queued';
-
--- ALWAYS: it fires with session_replication_role = replica too.
-CREATE TRIGGER job_queued AFTER INSERT OR UPDATE ON jobs.job
-    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION jobs._job_queued();
-ALTER TABLE jobs.job ENABLE ALWAYS TRIGGER job_queued;
 CREATE OR REPLACE FUNCTION jobs.claim(
     worker_id text,
     queue text DEFAULT 'default',
@@ -536,7 +530,7 @@ BEGIN
         updated_at = now()
     WHERE j.id = retry_now.job_id
     RETURNING * INTO job;
-    PERFORM jobs._announce(job.queue);
+    PERFORM jobs._queued('jobs.job', job.queue, job.priority, job.run_at, job.id);
     IF job.queue = 'sql' THEN
         PERFORM jobs._wake_worker();  -- its executor starts at once
     END IF;
@@ -589,7 +583,9 @@ BEGIN
                 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
                 IF FOUND THEN
                     fired := fired + 1;
-                    PERFORM jobs._announce(due.queue);
+                    -- due.next_run_at has passed: announced too.
+                    PERFORM jobs._queued('jobs.job', due.queue, due.priority, due.next_run_at,
+                                         '-9223372036854775808'::bigint);
                 END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN

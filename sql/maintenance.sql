@@ -42,7 +42,9 @@ BEGIN
                 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING;
                 IF FOUND THEN
                     fired := fired + 1;
-                    PERFORM jobs._announce(due.queue);
+                    -- due.next_run_at has passed: announced too.
+                    PERFORM jobs._queued('jobs.job', due.queue, due.priority, due.next_run_at,
+                                         '-9223372036854775808'::bigint);
                 END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -79,7 +81,6 @@ SET enable_seqscan = off  -- plans outlive the statistics they were made with: s
 AS $$
 DECLARE
     recovered bigint;
-    requeued_queues text[];
 BEGIN
     WITH moved AS (
         UPDATE jobs.job j
@@ -96,16 +97,15 @@ BEGIN
             ORDER BY e.lease_until
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED))
-        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state
+        RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state, j.priority, j.run_at
     ), history AS (
         INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
         FROM moved m
     )
-    SELECT count(*), array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'queued')
-    INTO recovered, requeued_queues
+    SELECT count(*), count(jobs._queued('jobs.job', m.queue, m.priority, m.run_at, m.id)) FILTER (WHERE m.state = 'queued')
+    INTO recovered
     FROM moved m;
-    PERFORM jobs._announce(q) FROM unnest(requeued_queues) q;
     RETURN recovered;
 END
 $$;

@@ -1,6 +1,7 @@
 -- Where each queue's claimable work starts (src/position.rs says why and
--- how): the parts of the position a claim starts from, and the trigger
--- through which everything that makes a row queued lowers it.
+-- how): the parts of the position a claim starts from, the call through
+-- which every function that makes a row queued lowers it (and announces a
+-- due job), and the worker's check of each queue's first queued row.
 CREATE FUNCTION jobs._claim_from_priority(relation regclass, queue text, ticket bigint) RETURNS int
 LANGUAGE c STABLE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'claim_from_priority';
@@ -10,6 +11,11 @@ AS 'MODULE_PATHNAME', 'claim_from_run_at';
 CREATE FUNCTION jobs._claim_from_id(relation regclass, queue text, ticket bigint) RETURNS bigint
 LANGUAGE c STABLE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'claim_from_id';
+
+CREATE FUNCTION jobs._queued(relation regclass, queue text, priority int, run_at timestamptz, id bigint)
+RETURNS void
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'queued';
 
 CREATE FUNCTION jobs._lower_position(relation regclass, queue text, priority int, run_at timestamptz, id bigint)
 RETURNS boolean
@@ -39,12 +45,3 @@ AS $$
     SELECT count(*) FILTER (WHERE jobs._lower_position('jobs.job', h.queue, h.priority, h.run_at, h.id))
     FROM head h
 $$;
-
-CREATE FUNCTION jobs._job_queued() RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'job_queued';
-
--- ALWAYS: it fires with session_replication_role = replica too.
-CREATE TRIGGER job_queued AFTER INSERT OR UPDATE ON jobs.job
-    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION jobs._job_queued();
-ALTER TABLE jobs.job ENABLE ALWAYS TRIGGER job_queued;

@@ -164,11 +164,16 @@ static mut CALLBACKS_REGISTERED: bool = false;
 /// UTF-8 (a LATIN1 database).
 #[pg_extern(volatile, parallel_unsafe, name = "_announce")]
 pub fn announce(queue: pgrx::AnyElement) {
+    announce_text(queue.datum());
+}
+
+/// `jobs._announce` of a text datum.
+pub fn announce_text(queue: pg_sys::Datum) {
     let latch = worker_latch();
     let served = latch.is_some_and(|latch| latch as u64 != my_latch())
         && WORKER_DATABASE.get().load(Ordering::Acquire) == unsafe { pg_sys::MyDatabaseId }.to_u32();
     if !served {
-        notify(queue.datum());
+        notify(queue);
         return;
     }
     unsafe {
@@ -178,7 +183,7 @@ pub fn announce(queue: pgrx::AnyElement) {
             CALLBACKS_REGISTERED = true;
         }
     }
-    let bytes = unsafe { std::ffi::CStr::from_ptr(pg_sys::text_to_cstring(queue.datum().cast_mut_ptr())) }.to_bytes();
+    let bytes = unsafe { std::ffi::CStr::from_ptr(pg_sys::text_to_cstring(queue.cast_mut_ptr())) }.to_bytes();
     let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
     MARKED.with(|marked| {
         let mut marked = marked.borrow_mut();

@@ -12,11 +12,13 @@
 //! through here again, so a claim that starts there misses nothing:
 //!
 //! - Whatever makes a row queued (an enqueue, a retry, `retry_now`, lease
-//!   recovery, a schedule firing, anything else that writes the table) fires
-//!   the trigger `job_queued`, which counts its transaction in the queue's
-//!   `makers` and bumps `generation`; just before the commit the position is
-//!   lowered to the least key that transaction wrote, so once the row can be
-//!   seen, so can the lower position; at its end the count drops again.
+//!   recovery, a schedule firing) calls `jobs._queued` with its key. Just
+//!   before the transaction commits, the position is lowered to the least
+//!   key it made queued, so once the row can be seen, so can the lower
+//!   position; the transaction counts in the queue's `makers` and bumps its
+//!   `generation` then, and the count drops again at its end, once its commit
+//!   is visible. A maker that has not reached its commit needs no count: its
+//!   rows are invisible, and it lowers the position before they are not.
 //! - A claim reads the position inside its claim statement, after the
 //!   statement's snapshot was taken (`jobs._claim_from_*`, one read per
 //!   ticket): any maker that committed before that snapshot has lowered it.
@@ -34,7 +36,9 @@
 //!   transaction callbacks ran: with `max_prepared_transactions` above zero
 //!   there is no position. Every few seconds the background worker looks up
 //!   each queue's first queued row and lowers a position above it
-//!   (`jobs._lower_positions`): rows written with the trigger disabled.
+//!   (`jobs._lower_positions`): rows written to the table other than through
+//!   the extension's functions (a restore into a live database, a repair by
+//!   hand) are claimable then.
 
 use pgrx::prelude::*;
 use pgrx::{PGRXSharedMemory, PgLwLock, pg_shmem_init};
@@ -72,11 +76,12 @@ struct Entry {
     length: u16,
     name: [u8; NAME_BYTES],
     position: Key,
-    /// Bumped when a maker begins, when the entry is (re)assigned and when
-    /// the worker lowers the position: a claim raises the position only if it
-    /// is unchanged since it read the position.
+    /// Bumped when a maker reaches its commit, when the entry is (re)assigned
+    /// and when the worker lowers the position: a claim raises the position
+    /// only if it is unchanged since it read the position.
     generation: u64,
-    /// Transactions that made rows of this queue queued and have not ended.
+    /// Transactions that made rows of this queue queued, reached their
+    /// commit and have not ended.
     makers: u32,
     last_used: u64,
 }
@@ -195,7 +200,8 @@ struct Reading {
 /// A transaction's part in a queue: rows it made queued, rows it claimed.
 struct Part {
     queue: Queue,
-    /// The entry it counts itself in as a maker (None: not a maker, or no entry).
+    /// The entry it counts itself in as a maker, from just before its commit
+    /// (None: not a maker, not yet, or no entry).
     maker_entry: Option<usize>,
     made_least: Option<Key>,
     claimed_least: Option<Key>,
@@ -232,24 +238,29 @@ fn with_part<R>(queue: &Queue, f: impl FnOnce(&mut Part) -> R) -> R {
     })
 }
 
-/// Before the commit, the positions come down to what the transaction
-/// made queued (its rows become visible only after this); at its end, it
-/// stops counting as a maker.
+/// Just before the commit, the positions come down to what the transaction
+/// made queued (its rows become visible only after this) and it counts as a
+/// maker until its end: from then on until its commit is visible, a claim
+/// may not raise them.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
             PARTS.with(|parts| {
-                let parts = parts.borrow();
-                if parts.iter().all(|p| p.maker_entry.is_none()) {
+                let mut parts = parts.borrow_mut();
+                if parts.iter().all(|p| p.made_least.is_none()) {
                     return;
                 }
                 let mut positions = POSITIONS.exclusive();
-                for part in parts.iter() {
-                    if let (Some(i), Some(least)) = (part.maker_entry, part.made_least) {
+                for part in parts.iter_mut() {
+                    let Some(least) = part.made_least else { continue };
+                    if let Some(i) = positions.entry(&part.queue) {
                         let e = &mut positions.entries[i];
                         e.position = e.position.min(least);
+                        e.makers += 1;
+                        e.generation += 1;
+                        part.maker_entry = Some(i);
                     }
                 }
             });
@@ -274,23 +285,12 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
     }
 }
 
-/// The trigger: this transaction made a row of `queue` with `key` queued.
+/// This transaction made a row of `queue` with `key` queued: it counts as
+/// a maker from just before its commit (src/position.rs).
 fn made_queued(queue: Queue, key: Key) {
-    if !enabled() {
-        return;
+    if enabled() {
+        with_part(&queue, |part| part.made_least = Some(part.made_least.map_or(key, |least| least.min(key))));
     }
-    with_part(&queue, |part| {
-        if part.made_least.is_none() {
-            let mut positions = POSITIONS.exclusive();
-            if let Some(i) = positions.entry(&queue) {
-                let e = &mut positions.entries[i];
-                e.makers += 1;
-                e.generation += 1;
-                part.maker_entry = Some(i);
-            }
-        }
-        part.made_least = Some(part.made_least.map_or(key, |least| least.min(key)));
-    });
 }
 
 /// The position a claim with this ticket starts from, read once per ticket.
@@ -476,70 +476,24 @@ pub unsafe extern "C-unwind" fn lower_position(fcinfo: pg_sys::FunctionCallInfo)
     pg_sys::Datum::from(lowered)
 }
 
-thread_local! {
-    /// (relation, attribute numbers of id, queue, priority, run_at) of the
-    /// table the trigger last fired on.
-    static COLUMNS: std::cell::Cell<(pg_sys::Oid, [usize; 4])> = const { std::cell::Cell::new((pg_sys::Oid::INVALID, [0; 4])) };
-}
-
-/// Attribute numbers of id, queue, priority and run_at in the trigger's table.
-unsafe fn columns(relation: pg_sys::Relation) -> [usize; 4] {
-    // SAFETY: an open relation of the trigger.
-    unsafe {
-        let oid = (*relation).rd_id;
-        let (cached, numbers) = COLUMNS.with(|c| c.get());
-        if cached == oid {
-            return numbers;
-        }
-        let desc = (*relation).rd_att;
-        let attrs = pgrx::PgTupleDesc::from_pg_unchecked(desc);
-        let find = |name: &str| {
-            (0..attrs.len())
-                .find(|&i| {
-                    let a = attrs.get(i).expect("attribute");
-                    !a.is_dropped() && a.name() == name
-                })
-                .map(|i| i + 1)
-                .unwrap_or_else(|| error!("jobs.job has no column {name}"))
-        };
-        let numbers = [find("id"), find("queue"), find("priority"), find("run_at")];
-        COLUMNS.with(|c| c.set((oid, numbers)));
-        numbers
-    }
-}
-
-finfo_v1!(pg_finfo_job_queued);
-/// `jobs._job_queued()`, the trigger `job_queued` AFTER INSERT OR UPDATE
-/// FOR EACH ROW WHEN (NEW.state = 'queued') on jobs.job (sql/schema.sql).
+finfo_v1!(pg_finfo_queued);
+/// `jobs._queued(relation regclass, queue text, priority int, run_at
+/// timestamptz, id bigint)`: every function that makes a row of jobs.job
+/// queued calls this with the row's claim key (or a key at or below it):
+/// the queue's position comes down to it before the transaction commits,
+/// and a due job is announced (src/notify.rs), so one call does both.
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn job_queued(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: called by the trigger manager: context is its TriggerData, and
-    // the row (the new one of an UPDATE) belongs to the trigger's relation.
+pub unsafe extern "C-unwind" fn queued(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: called with the five non-null arguments of the declaration (STRICT).
     unsafe {
-        let data = (*fcinfo).context.cast::<pg_sys::TriggerData>();
-        if !pgrx::trigger_support::called_as_trigger(fcinfo) {
-            error!("jobs._job_queued is a trigger");
+        let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i).expect("STRICT");
+        let queue = queue_of(pg_sys::Oid::from(arg(0).value() as u32), text_bytes(arg(1)));
+        let key = Key { priority: arg(2).value() as i32, run_at: arg(3).value() as i64, id: arg(4).value() as i64 };
+        made_queued(queue, key);
+        if key.run_at <= pg_sys::GetCurrentTransactionStartTimestamp() {
+            crate::notify::announce_text(arg(1));
         }
-        let event = (*data).tg_event;
-        let tuple = if event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE {
-            (*data).tg_newtuple
-        } else {
-            (*data).tg_trigtuple
-        };
-        let relation = (*data).tg_relation;
-        let [id, queue, priority, run_at] = columns(relation);
-        let desc = (*relation).rd_att;
-        let get = |n: usize| {
-            pgrx::heap_getattr_raw(tuple, std::num::NonZeroUsize::new(n).expect("attribute number"), desc)
-                .unwrap_or_else(|| error!("jobs.job: a queued row without its claim key"))
-        };
-        let key = Key {
-            priority: get(priority).value() as i32,
-            run_at: get(run_at).value() as i64,
-            id: get(id).value() as i64,
-        };
-        made_queued(queue_of((*relation).rd_id, text_bytes(get(queue))), key);
         pg_sys::Datum::from(0)
     }
 }
