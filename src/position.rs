@@ -53,6 +53,10 @@ const NAME_BYTES: usize = 512;
 /// How far (in transaction ids) the oldest snapshot must lag behind before
 /// claims raise the position.
 const HELD_XIDS: u32 = 1000;
+/// The least time between two raises of one queue's position (µs): a raise
+/// is a statement of its own, dearer than the walk past the few jobs claimed
+/// in between.
+const RAISE_SPACING_US: i64 = 5_000;
 
 /// A claim-order key. Fields in claim order, so the derived order is it.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -84,12 +88,20 @@ struct Entry {
     /// commit and have not ended.
     makers: u32,
     last_used: u64,
+    /// When a claim last tried to raise the position (µs, timestamptz).
+    raised_at: i64,
 }
 
 #[derive(Copy, Clone)]
 pub struct Positions {
     clock: u64,
     entries: [Entry; ENTRIES],
+    /// Makers that found no entry for their queue (every one had a maker in
+    /// flight): until they end no claim raises any position, as a queue's
+    /// entry made meanwhile would not count them.
+    unplaced: u32,
+    /// Bumped when such a maker reaches its commit.
+    unplaced_generation: u64,
 }
 
 unsafe impl PGRXSharedMemory for Positions {}
@@ -113,6 +125,7 @@ impl Entry {
         generation: 0,
         makers: 0,
         last_used: 0,
+        raised_at: i64::MIN,
     };
 
     fn is(&self, queue: &Queue) -> bool {
@@ -124,7 +137,8 @@ impl Entry {
 }
 
 impl Positions {
-    const EMPTY: Positions = Positions { clock: 0, entries: [Entry::EMPTY; ENTRIES] };
+    const EMPTY: Positions =
+        Positions { clock: 0, entries: [Entry::EMPTY; ENTRIES], unplaced: 0, unplaced_generation: 0 };
 
     /// The queue's entry, made if need be; None when every entry has a
     /// maker in flight (or the name is too long).
@@ -194,7 +208,16 @@ struct Reading {
     queue: Queue,
     position: Key,
     /// (entry, generation read) when no maker was in flight and cleanup is held back
-    raise: Option<(usize, u64)>,
+    raise: Option<Raise>,
+}
+
+/// What a raise checks is unchanged since the position was read: the
+/// entry, its generation, and the generation of unplaced makers.
+#[derive(Copy, Clone)]
+struct Raise {
+    entry: usize,
+    generation: u64,
+    unplaced_generation: u64,
 }
 
 /// A transaction's part in a queue: rows it made queued, rows it claimed.
@@ -203,6 +226,8 @@ struct Part {
     /// The entry it counts itself in as a maker, from just before its commit
     /// (None: not a maker, not yet, or no entry).
     maker_entry: Option<usize>,
+    /// A maker that found no entry (counted in `Positions::unplaced`).
+    unplaced: bool,
     made_least: Option<Key>,
     claimed_least: Option<Key>,
 }
@@ -230,7 +255,13 @@ fn with_part<R>(queue: &Queue, f: impl FnOnce(&mut Part) -> R) -> R {
         let i = match parts.iter().position(|p| &p.queue == queue) {
             Some(i) => i,
             None => {
-                parts.push(Part { queue: queue.clone(), maker_entry: None, made_least: None, claimed_least: None });
+                parts.push(Part {
+                    queue: queue.clone(),
+                    maker_entry: None,
+                    unplaced: false,
+                    made_least: None,
+                    claimed_least: None,
+                });
                 parts.len() - 1
             }
         };
@@ -261,6 +292,10 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
                         e.makers += 1;
                         e.generation += 1;
                         part.maker_entry = Some(i);
+                    } else {
+                        positions.unplaced += 1;
+                        positions.unplaced_generation += 1;
+                        part.unplaced = true;
                     }
                 }
             });
@@ -272,13 +307,18 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
         | XACT_EVENT_PREPARE => {
             READING.with(|r| r.borrow_mut().take());
             let parts = PARTS.with(|parts| std::mem::take(&mut *parts.borrow_mut()));
-            if parts.iter().all(|p| p.maker_entry.is_none()) {
+            if parts.iter().all(|p| p.maker_entry.is_none() && !p.unplaced) {
                 return;
             }
             let mut positions = POSITIONS.exclusive();
-            for i in parts.iter().filter_map(|p| p.maker_entry) {
-                let e = &mut positions.entries[i];
-                e.makers = e.makers.saturating_sub(1);
+            for part in parts.iter() {
+                if let Some(i) = part.maker_entry {
+                    let e = &mut positions.entries[i];
+                    e.makers = e.makers.saturating_sub(1);
+                }
+                if part.unplaced {
+                    positions.unplaced = positions.unplaced.saturating_sub(1);
+                }
             }
         }
         _ => {}
@@ -307,19 +347,27 @@ fn read(queue: Queue, ticket: i64) -> Key {
 
 /// The queue's position, and with `for_raise` (entry, generation) if a
 /// claim may raise it: no maker in flight and cleanup held back.
-fn reread(queue: &Queue, for_raise: bool) -> (Key, Option<(usize, u64)>) {
+fn reread(queue: &Queue, for_raise: bool) -> (Key, Option<Raise>) {
     if !enabled() {
         return (Key::MIN, None);
     }
-    let held = for_raise && horizon_held();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let mut positions = POSITIONS.exclusive();
-    match positions.entry(queue) {
-        Some(i) => {
-            let e = &positions.entries[i];
-            (e.position, (held && e.makers == 0).then_some((i, e.generation)))
-        }
-        None => (Key::MIN, None),
+    let Some(i) = positions.entry(queue) else {
+        return (Key::MIN, None);
+    };
+    let (unplaced, unplaced_generation) = (positions.unplaced, positions.unplaced_generation);
+    let e = &mut positions.entries[i];
+    let raise = Raise { entry: i, generation: e.generation, unplaced_generation };
+    let may = for_raise
+        && e.makers == 0
+        && unplaced == 0
+        && now.saturating_sub(e.raised_at) >= RAISE_SPACING_US
+        && horizon_held();
+    if may {
+        e.raised_at = now;
     }
+    (e.position, may.then_some(raise))
 }
 
 /// A new ticket for a claim: its first `jobs._claim_from_*` reads the position.
@@ -364,7 +412,7 @@ fn claim_may_raise(ticket: i64) -> bool {
 /// claimed, whichever is less, if no maker began since the ticket's read.
 #[pg_extern(volatile, parallel_unsafe, name = "_claim_raise")]
 fn claim_raise(ticket: i64, priority: Option<i32>, run_at: Option<TimestampWithTimeZone>, id: Option<i64>) -> bool {
-    let Some((queue, (i, generation))) = READING
+    let Some((queue, raise)) = READING
         .with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).and_then(|r| Some((r.queue.clone(), r.raise?))))
     else {
         return false;
@@ -376,8 +424,11 @@ fn claim_raise(ticket: i64, priority: Option<i32>, run_at: Option<TimestampWithT
     let claimed = PARTS.with(|parts| parts.borrow().iter().find(|p| p.queue == queue).and_then(|p| p.claimed_least));
     let least = claimed.map_or(seen, |c| c.min(seen));
     let mut positions = POSITIONS.exclusive();
-    let e = &mut positions.entries[i];
-    if e.is(&queue) && e.generation == generation && e.position < least {
+    if positions.unplaced_generation != raise.unplaced_generation {
+        return false;
+    }
+    let e = &mut positions.entries[raise.entry];
+    if e.is(&queue) && e.generation == raise.generation && e.position < least {
         e.position = least;
         return true;
     }

@@ -9,6 +9,10 @@ mod common;
 use common::{PATIENCE, Rng, connect, fresh_name, wait_for, wait_for_state};
 use postgres::Client;
 
+/// More than the least time between two raises of a queue's position
+/// (src/position.rs): a claim after this long may raise it.
+const RAISE_SPACING: std::time::Duration = std::time::Duration::from_millis(6);
+
 /// A REPEATABLE READ transaction that has read jobs.job, left open (what
 /// pg_dump or a long report does), and enough transactions after it that
 /// cleanup counts as held back (claims raise positions only then).
@@ -89,7 +93,12 @@ fn a_claim_under_a_held_snapshot_reads_only_the_entries_near_the_start_of_queued
     let holder = hold_snapshot();
     // 2,500 jobs claimed and completed after the snapshot: their entries
     // stay, none may be skipped by a scan that starts at the queue's start.
-    for _ in 0..250 {
+    for i in 0..250 {
+        if i == 249 {
+            // Claims raise a queue's position at most every 5 ms: the last
+            // one before the measure surely does.
+            std::thread::sleep(RAISE_SPACING);
+        }
         let jobs = claim(&mut db, &queue, 10);
         assert_eq!(jobs.len(), 10);
         complete_all(&mut db, &jobs);
@@ -151,6 +160,8 @@ fn claims_under_a_held_snapshot_take_jobs_in_claim_order_whatever_made_them_clai
                 // are queued again, below any position its claims reached.
                 let mut tx = db.transaction().unwrap();
                 tx.query("SELECT id FROM jobs.claim('w', $1, 3)", &[&queue]).unwrap();
+                // The second claim may raise the position (past the first's jobs?).
+                std::thread::sleep(RAISE_SPACING);
                 tx.query("SELECT id FROM jobs.claim('w', $1, 3)", &[&queue]).unwrap();
                 tx.rollback().unwrap();
             }
