@@ -267,18 +267,25 @@ fn a_crashed_executor_leaves_no_sql_job_running() {
     let killed = std::process::Command::new("kill").args(["-KILL", &executor.to_string()]).status().unwrap();
     assert!(killed.success());
 
-    let mut client =
-        wait_for(PATIENCE, || postgres::Client::connect(&dsn(), postgres::NoTls).ok()).expect("the server comes back");
     // The new worker ends the attempt at once rather than after the lease.
     // The history row is read, not the job's state: with an attempt left the
-    // job is queued only until its backoff passes, then running again.
+    // job is queued only until its backoff passes, then running again. A
+    // connection made before the postmaster noticed the crash is terminated
+    // with every other process: each poll reconnects after a failure.
+    let mut polling: Option<postgres::Client> = None;
     let (outcome, error, finished_at) = wait_for(PATIENCE, || {
-        let row = client
-            .query_opt("SELECT outcome, error, finished_at FROM jobs.job_run WHERE job_id = $1 AND attempt = 1", &[&id])
-            .ok()??;
+        if polling.as_ref().is_none_or(|c| c.is_closed()) {
+            polling = postgres::Client::connect(&dsn(), postgres::NoTls).ok();
+        }
+        let found = polling.as_mut()?.query_opt(
+            "SELECT outcome, error, finished_at FROM jobs.job_run WHERE job_id = $1 AND attempt = 1",
+            &[&id],
+        );
+        let row = found.map_err(|_| polling = None).ok()??;
         Some((row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, std::time::SystemTime>(2)))
     })
     .expect("the attempt stayed open after its executor crashed");
+    let mut client = polling.expect("the connection that read the history row");
     assert_eq!(outcome, "failed", "ended by the restarted worker, not by its lease");
     assert_eq!(error.as_deref(), Some("57P01: the jobs worker restarted while the command ran"));
     let took = finished_at.duration_since(killed_at).unwrap_or_default();
