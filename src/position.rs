@@ -24,14 +24,15 @@
 //!   ticket): any maker that committed before that snapshot has lowered it.
 //! - Only a claim raises it, and only while the oldest snapshot is holding
 //!   back cleanup (otherwise the walk past claimed jobs is cheap, as their
-//!   entries are marked dead as scans pass). After its claim statement it
-//!   reads the position again and, if no maker is in flight, runs a second
-//!   statement from there: the new position is the least key of the queue's
-//!   queued rows as that statement sees them, or of the rows its own
-//!   transaction claimed (they are queued again if it rolls back), whichever
-//!   is less, and it is stored only if no maker began since the read (the
-//!   generation is unchanged). Rows that other claims hold uncommitted are
-//!   still queued to its snapshot.
+//!   entries are marked dead as scans pass), and at most every 5 ms per
+//!   queue. After its claim statement it reads the position again and, if no
+//!   maker is in flight, runs a second statement from there: the new
+//!   position is the least key of the queue's queued rows as that statement
+//!   sees them, or of the rows its own transaction claimed (they are queued
+//!   again if it rolls back), whichever is less, and it is stored only if no
+//!   maker began since the read (the generation is unchanged). Rows that other claims hold uncommitted are
+//!   still queued to its snapshot. A maker that finds no entry for its queue
+//!   (all 256 have makers in flight) holds every raise off until it ends.
 //! - Prepared transactions may commit in another session after their
 //!   transaction callbacks ran: with `max_prepared_transactions` above zero
 //!   there is no position. Every few seconds the background worker looks up
@@ -207,7 +208,8 @@ struct Reading {
     ticket: i64,
     queue: Queue,
     position: Key,
-    /// (entry, generation read) when no maker was in flight and cleanup is held back
+    /// Set when the claim may raise the position: no maker in flight, cleanup
+    /// held back, no raise of this queue in the last RAISE_SPACING_US.
     raise: Option<Raise>,
 }
 
@@ -326,7 +328,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
 }
 
 /// This transaction made a row of `queue` with `key` queued: it counts as
-/// a maker from just before its commit (src/position.rs).
+/// a maker from just before its commit (`on_transaction_end`).
 fn made_queued(queue: Queue, key: Key) {
     if enabled() {
         with_part(&queue, |part| part.made_least = Some(part.made_least.map_or(key, |least| least.min(key))));
