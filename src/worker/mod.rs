@@ -98,7 +98,8 @@ fn pass_surviving_errors(
 
 /// How often the worker checks the claim positions of its database against
 /// the queues' first queued rows (src/position.rs): rows written to jobs.job
-/// with its trigger disabled are claimable at the latest this long after.
+/// other than through the extension's functions are claimable at the latest
+/// this long after.
 const CHECK_POSITIONS: Duration = Duration::from_secs(10);
 
 thread_local! {
