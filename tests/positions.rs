@@ -74,6 +74,18 @@ fn complete_all(db: &mut Client, jobs: &[(i64, String)]) {
     assert_eq!(done, ids.len() as i64);
 }
 
+/// Claims (3 at a time, each claim checked against the claim order) and
+/// completes every due job of `queue`.
+fn claim_and_complete_everything_due(db: &mut Client, queue: &str) {
+    loop {
+        let jobs = claim_in_order(db, queue, 3);
+        if jobs.is_empty() {
+            break;
+        }
+        complete_all(db, &jobs);
+    }
+}
+
 /// Index entries of job_claim_idx that one claim of `n` read.
 fn entries_read_by_a_claim(db: &mut Client, queue: &str, n: i32) -> (i64, usize) {
     let mut tx = db.transaction().unwrap();
@@ -209,13 +221,7 @@ fn a_recovered_lease_and_a_late_committed_enqueue_are_claimed_below_the_position
     let holder = hold_snapshot();
     // The first job in claim order, leased for a second and abandoned.
     let lost: i64 = db.query_one("SELECT id FROM jobs.claim('w', $1, lease => '1 second')", &[&queue]).unwrap().get(0);
-    loop {
-        let jobs = claim_in_order(&mut db, &queue, 3);
-        if jobs.is_empty() {
-            break;
-        }
-        complete_all(&mut db, &jobs);
-    }
+    claim_and_complete_everything_due(&mut db, &queue);
     // A job that goes first, committed only after another claim started
     // and found nothing.
     let mut maker = connect();
@@ -250,13 +256,7 @@ fn a_row_written_by_hand_is_claimed_once_the_worker_checks_the_positions() {
     }
     db.execute("SELECT jobs.enqueue('t', '{}', $1, run_at => now() + interval '1 hour')", &[&queue]).unwrap();
     let holder = hold_snapshot();
-    loop {
-        let jobs = claim_in_order(&mut db, &queue, 3);
-        if jobs.is_empty() {
-            break;
-        }
-        complete_all(&mut db, &jobs);
-    }
+    claim_and_complete_everything_due(&mut db, &queue);
     // What a data-only restore into a live database or a repair by hand
     // does: a queued row, below the position, that no function of the
     // extension wrote.
