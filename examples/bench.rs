@@ -186,8 +186,8 @@ fn connect(dsn: &str) -> Client {
 
 fn reset(dsn: &str) {
     let mut c = connect(dsn);
-    c.batch_execute("TRUNCATE jobs.job, jobs.job_run; TRUNCATE floor.job").unwrap();
-    c.batch_execute("VACUUM ANALYZE jobs.job, jobs.job_run, floor.job").unwrap();
+    c.batch_execute("TRUNCATE jobs.job, jobs.job_attempt; TRUNCATE floor.job").unwrap();
+    c.batch_execute("VACUUM ANALYZE jobs.job, jobs.job_attempt, floor.job").unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
 }
 
@@ -475,7 +475,7 @@ fn held_snapshot(dsn: &str, rate: f64, secs: u64) -> Held {
         let row = monitor
             .query_one(
                 "SELECT pg_size_pretty(pg_total_relation_size('jobs.job')),
-                        pg_size_pretty(pg_total_relation_size('jobs.job_run'))",
+                        pg_size_pretty(pg_total_relation_size('jobs.job_attempt'))",
                 &[],
             )
             .unwrap();
@@ -612,7 +612,7 @@ fn main() {
              transaction that read jobs.job sits idle from 30 % to 70 % of the run:"
         );
         println!();
-        println!("| at | completed jobs/s | jobs.job | jobs.job_run | |");
+        println!("| at | completed jobs/s | jobs.job | jobs.job_attempt | |");
         println!("|---|---|---|---|---|");
         let held = held_snapshot(&dsn, rate, held_secs);
         println!();

@@ -35,10 +35,10 @@ report() {
     # shared buffers the worker has touched so far.
     rss=$(awk '/RssAnon/ {a=$2} /RssShmem/ {s=$2} END {print a " kB private, " s " kB shared"}' "/proc/$pid/status" 2>/dev/null || echo "?")
     max_id=$(sql -c "SELECT coalesce(max(id), 0) FROM jobs.job")
-    sql -c "SELECT format('%5s s | job %s, job_run %s (with indexes) | enqueued %s | queued %s running %s finished %s | worker pid %s: %s',
+    sql -c "SELECT format('%5s s | job %s, job_attempt %s (with indexes) | enqueued %s | queued %s running %s finished %s | worker pid %s: %s',
                           $1,
                           pg_size_pretty(pg_total_relation_size('jobs.job')),
-                          pg_size_pretty(pg_total_relation_size('jobs.job_run')),
+                          pg_size_pretty(pg_total_relation_size('jobs.job_attempt')),
                           $max_id - $last_id,
                           count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),
                           count(*) FILTER (WHERE finished_at IS NOT NULL),

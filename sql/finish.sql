@@ -4,7 +4,7 @@
 -- complete and fail are one guarded UPDATE each: the row changes only while
 -- it is running under the presented token, so a stale or duplicate call
 -- changes nothing, and the attempt's history row is written in the same
--- transaction.
+-- transaction (for a completion, the completed row itself: see jobs.job_run).
 
 CREATE FUNCTION jobs.complete(
     job_id bigint,
@@ -24,25 +24,18 @@ BEGIN
         PERFORM jobs._check_not_null('lease_token', complete.lease_token);
     END IF;
 
-    -- One statement for the job and its history row: each statement a
-    -- function runs costs an executor start and a snapshot.
-    WITH finished AS (
-        UPDATE jobs.job j
-        SET state = 'completed',
-            result = complete.result,
-            lease_token = NULL,
-            lease_until = NULL,
-            finished_at = now(),
-            updated_at = now()
-        WHERE j.id = complete.job_id
-          AND j.state = 'running'
-          AND j.lease_token = complete.lease_token
-        RETURNING j.*
-    ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
-        SELECT f.id, f.attempts, f.worker_id, 'completed', f.started_at, f.finished_at FROM finished f
-    )
-    SELECT * INTO done FROM finished;
+    -- The completed row is the attempt's history row too (jobs.job_run).
+    UPDATE jobs.job j
+    SET state = 'completed',
+        result = complete.result,
+        lease_token = NULL,
+        lease_until = NULL,
+        finished_at = now(),
+        updated_at = now()
+    WHERE j.id = complete.job_id
+      AND j.state = 'running'
+      AND j.lease_token = complete.lease_token
+    RETURNING j.* INTO done;
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(complete.job_id);
     END IF;
@@ -79,7 +72,8 @@ BEGIN
         PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
     END IF;
 
-    -- One statement for the job and its history row, as in jobs.complete.
+    -- One statement for the job and its history row: each statement a
+    -- function runs costs an executor start and a snapshot.
     WITH ended AS (
         UPDATE jobs.job j
         SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
@@ -98,7 +92,7 @@ BEGIN
           AND j.lease_token = fail.lease_token
         RETURNING j.*
     ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT e.id, e.attempts, e.worker_id, 'failed', e.started_at, e.updated_at, fail.error FROM ended e
     )
     SELECT * INTO failed_job FROM ended;
@@ -125,7 +119,7 @@ BEGIN
     -- A running attempt ends here: record it. Its worker's token stops
     -- working because lease_token is cleared.
     IF job.state = 'running' THEN
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at)
         VALUES (job.id, job.attempts, job.worker_id, 'canceled', job.started_at, now());
         -- The command of a running SQL job stops as soon as the worker sees this.
         IF job.queue = 'sql' THEN
@@ -201,7 +195,8 @@ BEGIN
 
     -- Each (id, token) pair finds its row by primary key (ids do not repeat,
     -- so no row is met twice). The completed rows are kept from RETURNING:
-    -- reading them back would be a second index lookup per job.
+    -- reading them back would be a second index lookup per job. Each is its
+    -- attempt's history row too (jobs.job_run).
     WITH done AS (
         UPDATE jobs.job j
         SET state = 'completed', lease_token = NULL, lease_until = NULL,
@@ -209,10 +204,6 @@ BEGIN
         FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens) AS b (id, lease_token)
         WHERE j.id = b.id AND j.lease_token = b.lease_token AND j.state = 'running'
         RETURNING j AS job
-    ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
-        SELECT (d.job).id, (d.job).attempts, (d.job).worker_id, 'completed', (d.job).started_at, (d.job).finished_at
-        FROM done d
     )
     SELECT coalesce(array_agg(d.job ORDER BY (d.job).id), '{}') INTO completed FROM done d;
 

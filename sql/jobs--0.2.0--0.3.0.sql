@@ -4,13 +4,79 @@
 -- and the tables pg_dump keeps) and keeps its jobs and schedules.
 \echo Use "ALTER EXTENSION jobs UPDATE TO '0.3.0'" to load this file. \quit
 
+-- The attempt history becomes a view (sql/schema.sql): a completed attempt is
+-- read from its completed job, every other ending stays a row of the table,
+-- now jobs.job_attempt. recent_failures is made again over the new names.
+DROP VIEW jobs.recent_failures;
+ALTER TABLE jobs.job_run RENAME TO job_attempt;
+ALTER SEQUENCE jobs.job_run_id_seq RENAME TO job_attempt_id_seq;
+ALTER INDEX jobs.job_run_pkey RENAME TO job_attempt_pkey;
+ALTER TABLE jobs.job_attempt RENAME CONSTRAINT job_run_outcome_valid TO job_attempt_outcome_valid;
+-- What these rows said, the completed jobs now say.
+DELETE FROM jobs.job_attempt a
+USING jobs.job j
+WHERE a.job_id = j.id AND a.outcome = 'completed' AND j.state = 'completed' AND a.attempt = j.attempts;
+-- id orders a job's attempts as they ended; a completed attempt, always the
+-- last, has none (NULL sorts after every id ascending, before them descending).
+CREATE VIEW jobs.job_run AS
+SELECT a.job_id, a.id, a.attempt, a.worker_id, a.outcome, a.started_at, a.finished_at, a.error
+FROM jobs.job_attempt a
+UNION ALL
+SELECT j.id, NULL::bigint, j.attempts, j.worker_id, 'completed'::text, j.started_at, j.finished_at, NULL::text
+FROM jobs.job j
+WHERE j.state = 'completed';
+
+-- Nobody writes the history by hand: the functions that end attempts write
+-- it and pruning deletes it with its jobs. The triggers make a write to the
+-- view a privileged statement like a write to a table (a role without the
+-- privilege is refused with 42501, as for every table here), and refuse it.
+CREATE FUNCTION jobs._job_run_read_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'jobs.job_run cannot be written: the functions that end attempts write it and pruning deletes it with its jobs'
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'The rows of attempts that did not complete are in jobs.job_attempt.';
+END
+$$;
+CREATE TRIGGER job_run_read_only INSTEAD OF INSERT OR UPDATE OR DELETE ON jobs.job_run
+    FOR EACH ROW EXECUTE FUNCTION jobs._job_run_read_only();
+
+-- Jobs whose latest failed attempt (an error from the worker, or a lease that
+-- expired) is still in the history, latest first, with every attempt of the
+-- job. Pruning bounds it to jobs.retention after the job finished. It reads
+-- jobs.job_run in full: for people and dashboards, not for hot paths.
+CREATE VIEW jobs.recent_failures AS
+SELECT j.id AS job_id,
+       j.queue,
+       j.job_type,
+       j.state,
+       j.attempts,
+       j.max_attempts,
+       f.finished_at AS failed_at,
+       f.outcome,
+       f.error,
+       (SELECT jsonb_agg(jsonb_build_object('attempt', r.attempt, 'outcome', r.outcome,
+                                            'worker_id', r.worker_id, 'started_at', r.started_at,
+                                            'finished_at', r.finished_at, 'error', r.error)
+                         ORDER BY r.attempt, r.id)
+        FROM jobs.job_run r
+        WHERE r.job_id = j.id) AS history
+FROM (SELECT DISTINCT ON (r.job_id) r.job_id, r.finished_at, r.outcome, r.error
+      FROM jobs.job_attempt r
+      WHERE r.outcome IN ('failed', 'lease_expired')
+      ORDER BY r.job_id, r.finished_at DESC, r.id DESC) f
+JOIN jobs.job j ON j.id = f.job_id
+ORDER BY f.finished_at DESC, j.id DESC;
+
 -- Dumps keep the jobs, their history and the schedules (sql/schema.sql says
 -- why): before 0.3.0 a pg_dump held none of their rows.
 SELECT pg_catalog.pg_extension_config_dump('jobs.job', '');
-SELECT pg_catalog.pg_extension_config_dump('jobs.job_run', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_attempt', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.schedule', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.job_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('jobs.job_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_attempt_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.schedule_id_seq', '');
 
 -- Schedules may skip an occurrence while their previous job is still queued
@@ -252,7 +318,8 @@ BEGIN
         PERFORM jobs._invalid(format('retry_in %s is longer than 100 years', jobs._quote(fail.retry_in::text)));
     END IF;
 
-    -- One statement for the job and its history row, as in jobs.complete.
+    -- One statement for the job and its history row: each statement a
+    -- function runs costs an executor start and a snapshot.
     WITH ended AS (
         UPDATE jobs.job j
         SET state = CASE WHEN fail.retryable AND j.attempts < j.max_attempts
@@ -271,7 +338,7 @@ BEGIN
           AND j.lease_token = fail.lease_token
         RETURNING j.*
     ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT e.id, e.attempts, e.worker_id, 'failed', e.started_at, e.updated_at, fail.error FROM ended e
     )
     SELECT * INTO failed_job FROM ended;
@@ -309,7 +376,7 @@ BEGIN
             FOR UPDATE SKIP LOCKED))
         RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state, j.priority, j.run_at
     ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
         FROM moved m
     )
@@ -495,7 +562,7 @@ BEGIN
     -- A running attempt ends here: record it. Its worker's token stops
     -- working because lease_token is cleared.
     IF job.state = 'running' THEN
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at)
         VALUES (job.id, job.attempts, job.worker_id, 'canceled', job.started_at, now());
         -- The command of a running SQL job stops as soon as the worker sees this.
         IF job.queue = 'sql' THEN
@@ -870,7 +937,8 @@ BEGIN
 
     -- Each (id, token) pair finds its row by primary key (ids do not repeat,
     -- so no row is met twice). The completed rows are kept from RETURNING:
-    -- reading them back would be a second index lookup per job.
+    -- reading them back would be a second index lookup per job. Each is its
+    -- attempt's history row too (jobs.job_run).
     WITH done AS (
         UPDATE jobs.job j
         SET state = 'completed', lease_token = NULL, lease_until = NULL,
@@ -878,10 +946,6 @@ BEGIN
         FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens) AS b (id, lease_token)
         WHERE j.id = b.id AND j.lease_token = b.lease_token AND j.state = 'running'
         RETURNING j AS job
-    ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
-        SELECT (d.job).id, (d.job).attempts, (d.job).worker_id, 'completed', (d.job).started_at, (d.job).finished_at
-        FROM done d
     )
     SELECT coalesce(array_agg(d.job ORDER BY (d.job).id), '{}') INTO completed FROM done d;
 
@@ -930,25 +994,18 @@ BEGIN
         PERFORM jobs._check_not_null('lease_token', complete.lease_token);
     END IF;
 
-    -- One statement for the job and its history row: each statement a
-    -- function runs costs an executor start and a snapshot.
-    WITH finished AS (
-        UPDATE jobs.job j
-        SET state = 'completed',
-            result = complete.result,
-            lease_token = NULL,
-            lease_until = NULL,
-            finished_at = now(),
-            updated_at = now()
-        WHERE j.id = complete.job_id
-          AND j.state = 'running'
-          AND j.lease_token = complete.lease_token
-        RETURNING j.*
-    ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at)
-        SELECT f.id, f.attempts, f.worker_id, 'completed', f.started_at, f.finished_at FROM finished f
-    )
-    SELECT * INTO done FROM finished;
+    -- The completed row is the attempt's history row too (jobs.job_run).
+    UPDATE jobs.job j
+    SET state = 'completed',
+        result = complete.result,
+        lease_token = NULL,
+        lease_until = NULL,
+        finished_at = now(),
+        updated_at = now()
+    WHERE j.id = complete.job_id
+      AND j.state = 'running'
+      AND j.lease_token = complete.lease_token
+    RETURNING j.* INTO done;
     IF NOT FOUND THEN
         PERFORM jobs._raise_not_held(complete.job_id);
     END IF;
@@ -973,7 +1030,7 @@ BEGIN
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED) AS ids
     ), history AS (
-        DELETE FROM jobs.job_run r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
+        DELETE FROM jobs.job_attempt r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
     ), gone AS (
         DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[])
         RETURNING j.finished_at
@@ -983,4 +1040,5 @@ END
 $$;
 
 -- Like everything in the schema, granted to nobody (sql/privileges.sql).
+REVOKE ALL ON ALL TABLES IN SCHEMA jobs FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA jobs FROM PUBLIC;

@@ -99,7 +99,7 @@ BEGIN
             FOR UPDATE SKIP LOCKED))
         RETURNING j.id, j.attempts, j.worker_id, j.started_at, j.queue, j.state, j.priority, j.run_at
     ), history AS (
-        INSERT INTO jobs.job_run (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
+        INSERT INTO jobs.job_attempt (job_id, attempt, worker_id, outcome, started_at, finished_at, error)
         SELECT m.id, m.attempts, m.worker_id, 'lease_expired', m.started_at, now(), 'lease expired'
         FROM moved m
     )
@@ -130,7 +130,7 @@ BEGIN
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED) AS ids
     ), history AS (
-        DELETE FROM jobs.job_run r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
+        DELETE FROM jobs.job_attempt r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
     ), gone AS (
         DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[])
         RETURNING j.finished_at

@@ -62,7 +62,7 @@ CREATE TABLE jobs.job (
     scheduled_for   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    -- when the current (or last) attempt was claimed; copied into jobs.job_run
+    -- when the current (or last) attempt was claimed (its jobs.job_run row's)
     started_at      timestamptz,
     finished_at     timestamptz
     -- The state machine's invariants: one CHECK constraint, added by
@@ -86,10 +86,15 @@ CREATE UNIQUE INDEX job_idempotency_key_idx ON jobs.job (idempotency_key)
 CREATE UNIQUE INDEX job_schedule_occurrence_idx ON jobs.job (schedule_id, scheduled_for)
     WHERE schedule_id IS NOT NULL;
 
--- One row per finished attempt, written in the transaction that finished it.
+-- The attempt history, jobs.job_run, is one row per finished attempt, written
+-- in the transaction that finished it. An attempt that completed its job is
+-- the job's last: its row is the completed job itself (the view below reads
+-- it from jobs.job), so a completion writes no second row and no second index
+-- entry. Every other ending (failed, lease expired, canceled while running)
+-- is a row of jobs.job_attempt.
 -- No foreign key to jobs.job: it would cost a lookup and a row lock on every
 -- finish; pruning deletes a job's history with the job.
-CREATE TABLE jobs.job_run (
+CREATE TABLE jobs.job_attempt (
     job_id      bigint NOT NULL,
     id          bigint GENERATED ALWAYS AS IDENTITY,
     attempt     int NOT NULL,
@@ -100,9 +105,37 @@ CREATE TABLE jobs.job_run (
     error       text,
     -- job_id first: the history of one job is one index range.
     PRIMARY KEY (job_id, id),
-    CONSTRAINT job_run_outcome_valid
+    -- 'completed': rows written before 0.3.0 whose job was gone by the update
+    CONSTRAINT job_attempt_outcome_valid
         CHECK (outcome IN ('completed', 'failed', 'lease_expired', 'canceled'))
 );
+
+-- id orders a job's attempts as they ended; a completed attempt, always the
+-- last, has none (NULL sorts after every id ascending, before them descending).
+CREATE VIEW jobs.job_run AS
+SELECT a.job_id, a.id, a.attempt, a.worker_id, a.outcome, a.started_at, a.finished_at, a.error
+FROM jobs.job_attempt a
+UNION ALL
+SELECT j.id, NULL::bigint, j.attempts, j.worker_id, 'completed'::text, j.started_at, j.finished_at, NULL::text
+FROM jobs.job j
+WHERE j.state = 'completed';
+
+-- Nobody writes the history by hand: the functions that end attempts write
+-- it and pruning deletes it with its jobs. The triggers make a write to the
+-- view a privileged statement like a write to a table (a role without the
+-- privilege is refused with 42501, as for every table here), and refuse it.
+CREATE FUNCTION jobs._job_run_read_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'jobs.job_run cannot be written: the functions that end attempts write it and pruning deletes it with its jobs'
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'The rows of attempts that did not complete are in jobs.job_attempt.';
+END
+$$;
+CREATE TRIGGER job_run_read_only INSTEAD OF INSERT OR UPDATE OR DELETE ON jobs.job_run
+    FOR EACH ROW EXECUTE FUNCTION jobs._job_run_read_only();
 
 -- The tables hold the users' data, not the extension's: pg_dump and
 -- pg_dumpall leave an extension's tables out of a dump unless they are
@@ -110,8 +143,8 @@ CREATE TABLE jobs.job_run (
 -- (no filter: a finished job is history someone may need), and the identity
 -- sequences too, so restored ids continue past the old ones.
 SELECT pg_catalog.pg_extension_config_dump('jobs.job', '');
-SELECT pg_catalog.pg_extension_config_dump('jobs.job_run', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_attempt', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.schedule', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.job_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('jobs.job_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('jobs.job_attempt_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('jobs.schedule_id_seq', '');

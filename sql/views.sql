@@ -36,7 +36,7 @@ SELECT j.id AS job_id,
         FROM jobs.job_run r
         WHERE r.job_id = j.id) AS history
 FROM (SELECT DISTINCT ON (r.job_id) r.job_id, r.finished_at, r.outcome, r.error
-      FROM jobs.job_run r
+      FROM jobs.job_attempt r
       WHERE r.outcome IN ('failed', 'lease_expired')
       ORDER BY r.job_id, r.finished_at DESC, r.id DESC) f
 JOIN jobs.job j ON j.id = f.job_id

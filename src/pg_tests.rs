@@ -290,12 +290,20 @@ mod tests {
                                               AND started_at = now() AND finished_at = now() AND error IS NULL)
              FROM jobs.job_run WHERE job_id = {id}"
         ));
+        // The completed job is its attempt's row: the completion wrote no other.
+        check(&format!("SELECT count(*) = 0 FROM jobs.job_attempt WHERE job_id = {id}"));
         assert_error(
             &format!("SELECT jobs.complete({id}, '{token}')"),
             "55000",
             &format!("job {id} is completed, not running"),
         );
         check(&format!("SELECT count(*) = 1 FROM jobs.job_run WHERE job_id = {id}"));
+        // The history is written by the functions only, even by its owner.
+        assert_error(
+            &format!("DELETE FROM jobs.job_run WHERE job_id = {id}"),
+            "0A000",
+            "jobs.job_run cannot be written: the functions that end attempts write it and pruning deletes it with its jobs",
+        );
     }
 
     #[pg_test]

@@ -16,7 +16,7 @@ use postgres::Client;
 fn max_ids(db: &mut Client) -> (i64, i64, i64) {
     let row = db
         .query_one(
-            "SELECT (SELECT max(id) FROM jobs.job), (SELECT max(id) FROM jobs.job_run),
+            "SELECT (SELECT max(id) FROM jobs.job), (SELECT max(id) FROM jobs.job_attempt),
                     (SELECT max(id) FROM jobs.schedule)",
             &[],
         )
@@ -28,14 +28,14 @@ fn max_ids(db: &mut Client) -> (i64, i64, i64) {
 fn assert_ids_continue(db: &mut Client, old: (i64, i64, i64), how: &str) {
     db.batch_execute(
         "SELECT jobs.enqueue('after-restore', queue => 'new');
-         SELECT jobs.complete(id, lease_token) FROM jobs.claim('w', 'new');
+         SELECT jobs.fail(id, lease_token, 'after restore', retryable => false) FROM jobs.claim('w', 'new');
          SELECT jobs.schedule('after-restore', '@daily', 'x');",
     )
     .unwrap();
     let new = db
         .query_one(
             "SELECT (SELECT id FROM jobs.job WHERE queue = 'new'),
-                    (SELECT r.id FROM jobs.job_run r JOIN jobs.job j ON j.id = r.job_id WHERE j.queue = 'new'),
+                    (SELECT r.id FROM jobs.job_attempt r JOIN jobs.job j ON j.id = r.job_id WHERE j.queue = 'new'),
                     (SELECT id FROM jobs.schedule WHERE name = 'after-restore')",
             &[],
         )

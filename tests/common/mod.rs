@@ -153,7 +153,8 @@ pub fn contents(db: &mut Client) -> String {
     db.query_one(
         "SELECT jsonb_build_object(
              'job', (SELECT jsonb_agg(to_jsonb(j) ORDER BY j.id) FROM jobs.job j),
-             'job_run', (SELECT jsonb_agg(to_jsonb(r) ORDER BY r.job_id, r.id) FROM jobs.job_run r),
+             -- a completed attempt's row has no id since 0.3.0 (its job is its row)
+             'job_run', (SELECT jsonb_agg(to_jsonb(r) - 'id' ORDER BY r.job_id, r.id) FROM jobs.job_run r),
              'schedule', (SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) FROM jobs.schedule s))::text",
         &[],
     )
