@@ -110,32 +110,46 @@ BEGIN
 END
 $$;
 
--- Pruning: finished jobs older than the retention, with their history, in
--- one bounded batch (the caller repeats while batches come back full), from
--- `after` on: while an old snapshot keeps the entries of pruned jobs alive,
--- the worker starts where its last batch ended (pruned_through) instead of
--- walking them all again.
-CREATE FUNCTION jobs._prune(retention interval, batch_size int, after timestamptz,
-                            OUT pruned bigint, OUT pruned_through timestamptz)
+-- Pruning: jobs that finished more than `retention` ago, with their history,
+-- found by a sweep of jobs.job's pages rather than by an index: an index of
+-- finished jobs takes an entry (about 65 bytes of WAL) from every finished
+-- job, for a cleanup that may run behind. Each call reads `pages` pages from
+-- `from_page` and deletes at most `batch_size` jobs; next_page is where the
+-- next call starts (0 once the sweep has passed the table's end). A page
+-- holds dozens of jobs, so a pass of the worker sweeps far more jobs than
+-- finish meanwhile, and an old snapshot makes it read no more than that.
+CREATE FUNCTION jobs._prune(retention interval, batch_size int, from_page bigint, pages int,
+                            OUT pruned bigint, OUT next_page bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
 AS $$
+DECLARE
+    -- a relation's size is read without a lock: the sweep may end a page
+    -- short of a table that grew meanwhile, and the next one starts there
+    table_pages bigint := pg_relation_size('jobs.job'::regclass) / current_setting('block_size')::int;
+    upto bigint := least(from_page + greatest(pages, 1), table_pages);
+    last_page bigint;
 BEGIN
     WITH doomed AS (
         SELECT ARRAY(
             SELECT j.id FROM jobs.job j
-            WHERE j.finished_at < now() - retention AND j.finished_at >= after
-            ORDER BY j.finished_at
+            WHERE j.ctid >= format('(%s,0)', from_page)::tid
+              AND j.ctid < format('(%s,0)', upto)::tid
+              AND j.finished_at < now() - retention
             LIMIT batch_size
             FOR UPDATE SKIP LOCKED) AS ids
     ), history AS (
         DELETE FROM jobs.job_attempt r WHERE r.job_id = ANY ((SELECT ids FROM doomed)::bigint[])
     ), gone AS (
         DELETE FROM jobs.job j WHERE j.id = ANY ((SELECT ids FROM doomed)::bigint[])
-        RETURNING j.finished_at
+        RETURNING (j.ctid::text::point)[0]::bigint AS page
     )
-    SELECT count(*), max(g.finished_at) INTO pruned, pruned_through FROM gone g;
+    SELECT count(*), max(g.page) INTO pruned, last_page FROM gone g;
+    -- A full batch may have left jobs further on in the pages swept: the next
+    -- call starts again at the last page it deleted from.
+    next_page := CASE WHEN pruned >= batch_size THEN last_page
+                      WHEN upto >= table_pages THEN 0
+                      ELSE upto END;
 END
 $$;
 

@@ -77,8 +77,7 @@ CREATE INDEX job_claim_idx ON jobs.job (queue, priority, run_at, id) WHERE state
 -- and the planner, seeing few running jobs in the statistics, would scan every
 -- running job through this index for each call instead of using the primary key.
 CREATE INDEX job_lease_idx ON jobs.job (lease_until) WHERE lease_until IS NOT NULL;
--- Pruning: finished jobs by age.
-CREATE INDEX job_finished_idx ON jobs.job (finished_at) WHERE finished_at IS NOT NULL;
+-- No index of finished jobs: pruning sweeps the table's pages (jobs._prune).
 -- Idempotent enqueue: ON CONFLICT on this index makes it race-free.
 CREATE UNIQUE INDEX job_idempotency_key_idx ON jobs.job (idempotency_key)
     WHERE idempotency_key IS NOT NULL;

@@ -840,6 +840,64 @@ mod tests {
     }
 
     #[pg_test]
+    fn pruning_sweeps_the_table_a_few_pages_at_a_time() {
+        // 600 finished jobs on several pages, finished 8 days ago, and one
+        // queued job among them that must stay.
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[300]), queue => 'sweep')");
+        let queued =
+            one::<i64>("SELECT id FROM jobs.enqueue('t', queue => 'sweep', run_at => now() + interval '1 day')");
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[300]), queue => 'sweep')");
+        run("SELECT count(*) FROM (SELECT array_agg(id) AS ids, array_agg(lease_token) AS tokens
+                                   FROM jobs.claim('w', 'sweep', max_jobs => 1000)) c,
+                                  jobs.complete_batch(c.ids, c.tokens)");
+        run(
+            "UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE queue = 'sweep' AND state = 'completed'",
+        );
+        let pages = one::<i64>("SELECT count(DISTINCT (ctid::text::point)[0]) FROM jobs.job WHERE queue = 'sweep'");
+        assert!(pages >= 3, "the jobs fill {pages} pages");
+
+        // One page per call: the sweep moves on page by page and ends at 0.
+        let table_pages = one::<i64>("SELECT pg_relation_size('jobs.job') / current_setting('block_size')::int");
+        let (mut next, mut pruned, mut calls) = (0_i64, 0_i64, 0_i64);
+        loop {
+            let (n, page) = Spi::get_two::<i64, i64>(&format!(
+                "SELECT pruned, next_page FROM jobs._prune(interval '7 days', 1000, {next}, 1)"
+            ))
+            .unwrap();
+            pruned += n.unwrap();
+            next = page.unwrap();
+            calls += 1;
+            if next == 0 {
+                break;
+            }
+            assert!(calls <= table_pages, "the sweep ends after {table_pages} pages");
+        }
+        assert_eq!(pruned, 600);
+        assert!(calls >= pages, "{calls} calls for {pages} pages");
+        check(&format!("SELECT array_agg(id) = ARRAY[{queued}]::bigint[] FROM jobs.job WHERE queue = 'sweep'"));
+    }
+
+    #[pg_test]
+    fn pruning_deletes_a_batch_at_most_and_goes_on_where_it_stopped() {
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[25]), queue => 'sweep')");
+        run("SELECT count(*) FROM (SELECT array_agg(id) AS ids, array_agg(lease_token) AS tokens
+                                   FROM jobs.claim('w', 'sweep', max_jobs => 100)) c,
+                                  jobs.complete_batch(c.ids, c.tokens)");
+        run("UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE queue = 'sweep'");
+        let mut next = 0_i64;
+        for left in [15, 5, 0] {
+            let (n, page) = Spi::get_two::<i64, i64>(&format!(
+                "SELECT pruned, next_page FROM jobs._prune(interval '7 days', 10, {next}, 1000)"
+            ))
+            .unwrap();
+            assert_eq!(n, Some(if left > 0 { 10 } else { 5 }));
+            next = page.unwrap();
+            check(&format!("SELECT count(*) = {left} FROM jobs.job WHERE queue = 'sweep'"));
+        }
+        assert_eq!(next, 0, "the last call reached the table's end");
+    }
+
+    #[pg_test]
     fn complete_batch_completes_all_or_nothing() {
         let (a, ta) = claimed("q", 3);
         let (b, tb) = claimed("q", 3);

@@ -4,26 +4,20 @@ use pgrx::prelude::*;
 use std::cell::Cell;
 
 thread_local! {
-    /// While an old snapshot holds back cleanup: the finished_at up to which
-    /// this backend's earlier batches pruned. The entries of the jobs they
-    /// deleted stay in job_finished_idx until the snapshot goes, and a batch
-    /// that started at the oldest would walk them all again. A job finished
-    /// in a transaction that began before that time is pruned once the
-    /// snapshot is gone and batches start at the oldest again.
-    static PRUNED_THROUGH: Cell<Option<TimestampWithTimeZone>> = const { Cell::new(None) };
+    /// The page of jobs.job where this backend's next sweep starts: each pass
+    /// reads the next `batch_size` pages, and starts over at 0 after the last.
+    static NEXT_PAGE: Cell<i64> = const { Cell::new(0) };
 }
 
-/// Deletes up to `batch_size` jobs finished more than `retention_secs` ago;
+/// Sweeps the next `batch_size` pages of jobs.job and deletes up to
+/// `batch_size` jobs among them finished more than `retention_secs` ago;
 /// returns how many.
 pub fn run_once(retention_secs: i32, batch_size: i32) -> i64 {
-    let held = crate::position::horizon_held();
-    let after = PRUNED_THROUGH.get().filter(|_| held);
-    let (pruned, through) = Spi::get_two_with_args::<i64, TimestampWithTimeZone>(
-        "SELECT pruned, pruned_through
-         FROM jobs._prune(pg_catalog.make_interval(secs => $1), $2, coalesce($3, '-infinity'))",
-        &[f64::from(retention_secs).into(), batch_size.into(), after.into()],
+    let (pruned, next_page) = Spi::get_two_with_args::<i64, i64>(
+        "SELECT pruned, next_page FROM jobs._prune(pg_catalog.make_interval(secs => $1), $2, $3, $2)",
+        &[f64::from(retention_secs).into(), batch_size.into(), NEXT_PAGE.get().into()],
     )
     .expect("jobs._prune");
-    PRUNED_THROUGH.set(if held { through.or(after) } else { None });
+    NEXT_PAGE.set(next_page.unwrap_or(0));
     pruned.unwrap_or(0)
 }
