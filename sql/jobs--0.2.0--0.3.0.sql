@@ -12,6 +12,21 @@ ALTER TABLE jobs.job_run RENAME TO job_attempt;
 ALTER SEQUENCE jobs.job_run_id_seq RENAME TO job_attempt_id_seq;
 ALTER INDEX jobs.job_run_pkey RENAME TO job_attempt_pkey;
 ALTER TABLE jobs.job_attempt RENAME CONSTRAINT job_run_outcome_valid TO job_attempt_outcome_valid;
+-- PostgreSQL 18 names each NOT NULL constraint after its table: they take
+-- the new name, as a fresh install names them.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT con.conname FROM pg_catalog.pg_constraint con
+             WHERE con.conrelid = 'jobs.job_attempt'::pg_catalog.regclass
+               AND con.conname LIKE 'job\_run\_%\_not\_null'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE jobs.job_attempt RENAME CONSTRAINT %I TO %I', c.conname,
+                                  'job_attempt_' || pg_catalog.substr(c.conname, 9));
+    END LOOP;
+END
+$$;
 -- What these rows said, the completed jobs now say.
 DELETE FROM jobs.job_attempt a
 USING jobs.job j
@@ -1015,6 +1030,13 @@ $$;
 
 DROP FUNCTION jobs._prune(interval, int);
 DROP INDEX jobs.job_finished_idx;
+-- Where each sweeping duty goes on: pruning sweeps jobs.job's pages a slice
+-- per pass (jobs._prune), from where the last pass, in any session, ended.
+CREATE TABLE jobs.maintenance_cursor (
+    duty      text PRIMARY KEY,
+    next_page bigint NOT NULL
+);
+INSERT INTO jobs.maintenance_cursor (duty, next_page) VALUES ('prune', 0);
 -- Pruning: jobs that finished more than `retention` ago, with their history,
 -- found by a sweep of jobs.job's pages rather than by an index: an index of
 -- finished jobs takes an entry (about 65 bytes of WAL) from every finished

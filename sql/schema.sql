@@ -109,6 +109,14 @@ CREATE TABLE jobs.job_attempt (
         CHECK (outcome IN ('completed', 'failed', 'lease_expired', 'canceled'))
 );
 
+-- Where each sweeping duty goes on: pruning sweeps jobs.job's pages a slice
+-- per pass (jobs._prune), from where the last pass, in any session, ended.
+CREATE TABLE jobs.maintenance_cursor (
+    duty      text PRIMARY KEY,
+    next_page bigint NOT NULL
+);
+INSERT INTO jobs.maintenance_cursor (duty, next_page) VALUES ('prune', 0);
+
 -- id orders a job's attempts as they ended; a completed attempt, always the
 -- last, has none (NULL sorts after every id ascending, before them descending).
 CREATE VIEW jobs.job_run AS

@@ -833,10 +833,29 @@ mod tests {
         run(&format!("SELECT jobs.complete({recent}, '{token}')"));
         let queued = one::<i64>("SELECT id FROM jobs.enqueue('t', queue => 'q', run_at => now() - interval '30 days')");
         run(&format!("UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE id = {old}"));
+        // The pass sweeps from the cursor: put it on the job's page, wherever
+        // the tests before this one left the table's end.
+        run(&format!(
+            "UPDATE jobs.maintenance_cursor SET next_page = (SELECT (ctid::text::point)[0]::bigint FROM jobs.job WHERE id = {old})"
+        ));
         assert!(tick_counts().contains("jobs_pruned=1"));
         check(&format!("SELECT array_agg(id ORDER BY id) = ARRAY[{recent}, {queued}]::bigint[] FROM jobs.job"));
         check(&format!("SELECT count(*) = 0 FROM jobs.job_run WHERE job_id = {old}"));
         check(&format!("SELECT count(*) = 1 FROM jobs.job_run WHERE job_id = {recent}"));
+    }
+
+    #[pg_test]
+    fn a_pass_prunes_from_where_the_last_pass_ended() {
+        let (id, token) = claimed("q", 3);
+        run(&format!("SELECT jobs.complete({id}, '{token}')"));
+        run(&format!("UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE id = {id}"));
+        // A cursor past the table's end: this pass sweeps nothing and sends
+        // the next one to the first page.
+        run("UPDATE jobs.maintenance_cursor
+             SET next_page = pg_relation_size('jobs.job') / current_setting('block_size')::int + 5");
+        assert!(tick_counts().contains("jobs_pruned=0"));
+        check("SELECT next_page = 0 FROM jobs.maintenance_cursor WHERE duty = 'prune'");
+        check(&format!("SELECT count(*) = 1 FROM jobs.job WHERE id = {id}"));
     }
 
     #[pg_test]

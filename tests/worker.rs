@@ -331,6 +331,37 @@ fn tick_serves_a_database_the_worker_does_not() {
     common::drop_database(&database);
 }
 
+fn tick_pruned(client: &mut Client) -> i64 {
+    client.query_one("SELECT count FROM jobs.tick() WHERE task = 'jobs_pruned'", &[]).unwrap().get(0)
+}
+
+#[test]
+fn a_tick_leaves_pruning_to_a_session_that_holds_the_cursor_without_waiting_for_it() {
+    let database = fresh_name("sweep").replace('-', "_");
+    let dsn = common::create_database(&database, "");
+    let mut ticker = Client::connect(&dsn, postgres::NoTls).unwrap();
+    ticker
+        .batch_execute(
+            "SET client_min_messages = error;
+             CREATE EXTENSION jobs;
+             SELECT jobs.enqueue('t');
+             SELECT jobs.complete(id, lease_token) FROM jobs.claim('w');
+             UPDATE jobs.job SET finished_at = now() - interval '8 days';
+             -- waiting for the cursor's lock would fail the tick, not hang it
+             SET lock_timeout = '5s'",
+        )
+        .unwrap();
+
+    let mut holder = Client::connect(&dsn, postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT FROM jobs.maintenance_cursor WHERE duty = 'prune' FOR UPDATE", &[]).unwrap();
+    assert_eq!(tick_pruned(&mut ticker), 0, "the pass left pruning to the cursor's holder");
+    held.rollback().unwrap();
+    assert_eq!(tick_pruned(&mut ticker), 1, "the next pass pruned the job");
+    drop((ticker, holder));
+    common::drop_database(&database);
+}
+
 /// Restores the server's configuration however the test ends.
 struct Setting(&'static str);
 
