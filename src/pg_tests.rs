@@ -845,7 +845,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn a_pass_prunes_from_where_the_last_pass_ended() {
+    fn a_pass_from_past_the_tables_end_sends_the_next_to_the_first_page() {
         let (id, token) = claimed("q", 3);
         run(&format!("SELECT jobs.complete({id}, '{token}')"));
         run(&format!("UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE id = {id}"));

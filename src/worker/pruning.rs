@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 pub fn run_once(retention_secs: i32, batch_size: i32) -> i64 {
     let swept = Spi::connect_mut(|client| {
         let rows = client.update(
-            "SELECT p.pruned, p.next_page
+            "SELECT p.pruned, p.next_page, c.next_page
              FROM (SELECT c.next_page FROM jobs.maintenance_cursor c WHERE c.duty = 'prune'
                    FOR UPDATE SKIP LOCKED) c,
                   jobs._prune(pg_catalog.make_interval(secs => $1), $2, c.next_page, $2) p",
@@ -20,12 +20,15 @@ pub fn run_once(retention_secs: i32, batch_size: i32) -> i64 {
         if rows.is_empty() {
             return Ok(None);
         }
-        let (pruned, next_page) = rows.first().get_two::<i64, i64>()?;
-        client.update(
-            "UPDATE jobs.maintenance_cursor SET next_page = $1 WHERE duty = 'prune'",
-            None,
-            &[next_page.unwrap_or(0).into()],
-        )?;
+        let (pruned, next_page, from_page) = rows.first().get_three::<i64, i64, i64>()?;
+        // A table that one pass sweeps whole leaves the cursor at 0: no write.
+        if next_page != from_page {
+            client.update(
+                "UPDATE jobs.maintenance_cursor SET next_page = $1 WHERE duty = 'prune'",
+                None,
+                &[next_page.unwrap_or(0).into()],
+            )?;
+        }
         Ok::<_, pgrx::spi::Error>(pruned)
     })
     .expect("jobs._prune");
