@@ -18,6 +18,26 @@ BEGIN
 END
 $$;
 
+-- Why a claim's arguments are refused, in the order of the checks; called
+-- only when jobs.claim found them invalid. Never returns.
+CREATE FUNCTION jobs._refuse_claim(worker_id text, queue text, max_jobs int, lease interval) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._lease_or_default(lease);
+    PERFORM jobs._check_not_null('worker_id', worker_id);
+    PERFORM jobs._check_name('queue', queue);
+    IF queue = 'sql' THEN
+        -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
+        PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
+    END IF;
+    PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s', coalesce(max_jobs::text, 'null')));
+END
+$$;
+
+-- Compiled (src/claim.rs): the claim statement through a plan kept for the
+-- session. Not STRICT: null arguments get the contract's errors.
 CREATE FUNCTION jobs.claim(
     worker_id text,
     queue text DEFAULT 'default',
@@ -25,93 +45,8 @@ CREATE FUNCTION jobs.claim(
     lease interval DEFAULT NULL,
     job_types text[] DEFAULT NULL
 ) RETURNS SETOF jobs.job
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
--- One plan per session. The claim query's cost depends on max_jobs only
--- through LIMIT, which a generic plan estimates at 10 % of the rows:
--- PostgreSQL then judges the generic plan dearer than a custom one and
--- replans on every call (about 300 µs, more than the claim itself).
-SET plan_cache_mode = force_generic_plan
--- That plan lives as long as the session, and one made while the table was
--- empty would scan the table and sort: it must be the walk of
--- job_claim_idx (and primary-key lookups) whatever the statistics said then.
-SET enable_seqscan = off
-AS $$
-#variable_conflict use_column
-DECLARE
-    lease_for interval := coalesce(claim.lease, jobs._default_lease());
-    -- The claim reads where the queue's claimable work starts once, inside
-    -- its statement (src/position.rs).
-    ticket bigint := jobs._claim_ticket();
-BEGIN
-    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.queue <> 'sql'
-            AND claim.max_jobs >= 1
-            AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
-    THEN
-        PERFORM jobs._lease_or_default(claim.lease);
-        PERFORM jobs._check_not_null('worker_id', claim.worker_id);
-        PERFORM jobs._check_name('queue', claim.queue);
-        IF claim.queue = 'sql' THEN
-            -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
-            PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
-        END IF;
-        PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
-                                     coalesce(claim.max_jobs::text, 'null')));
-    END IF;
-
-    -- SKIP LOCKED: rows another claimer is taking right now are passed over,
-    -- never waited for. The subquery walks job_claim_idx in claim order from
-    -- the queue's position (no queued row lies before it); the ids come back
-    -- as an array so the update finds each row by primary key (a join let
-    -- the planner hash against a scan of the whole table).
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE jobs.job j
-        SET state = 'running',
-            attempts = j.attempts + 1,
-            lease_token = gen_random_uuid(),
-            lease_until = now() + lease_for,
-            worker_id = claim.worker_id,
-            started_at = now(),
-            updated_at = now()
-        WHERE j.id = ANY (ARRAY(
-            SELECT p.id
-            FROM jobs.job p
-            WHERE p.state = 'queued'
-              AND p.queue = claim.queue
-              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
-              AND p.run_at <= now()
-              AND (claim.job_types IS NULL OR p.job_type = ANY (claim.job_types))
-            ORDER BY p.priority, p.run_at, p.id
-            LIMIT claim.max_jobs
-            FOR UPDATE SKIP LOCKED))
-        RETURNING j.*
-    )
-    SELECT * FROM claimed c
-    WHERE jobs._claim_took(ticket, c.priority, c.run_at, c.id)
-    ORDER BY c.priority, c.run_at, c.id;
-
-    -- While an old snapshot keeps claimed jobs' index entries alive, move the
-    -- position up to the first queued row (a new statement: it sees this
-    -- claim's rows as taken).
-    IF jobs._claim_may_raise(ticket) THEN
-        PERFORM jobs._claim_raise(ticket, first.priority, first.run_at, first.id)
-        FROM (SELECT) one
-        LEFT JOIN LATERAL (
-            SELECT p.priority, p.run_at, p.id
-            FROM jobs.job p
-            WHERE p.state = 'queued'
-              AND p.queue = claim.queue
-              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
-            ORDER BY p.priority, p.run_at, p.id
-            LIMIT 1) first ON true;
-    END IF;
-END
-$$;
+LANGUAGE c VOLATILE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'claim';
 
 CREATE FUNCTION jobs.extend_lease(
     job_id bigint,
@@ -120,7 +55,7 @@ CREATE FUNCTION jobs.extend_lease(
 ) RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 #variable_conflict use_column
 DECLARE

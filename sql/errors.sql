@@ -80,7 +80,7 @@ $$;
 CREATE FUNCTION jobs._lock_job(job_id bigint, allowed jobs.job_state[], wanted text) RETURNS jobs.job
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 DECLARE
     job jobs.job;

@@ -313,7 +313,7 @@ CREATE OR REPLACE FUNCTION jobs.fail(
 ) RETURNS jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -369,7 +369,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobs._recover_leases(batch_size int) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 DECLARE
     recovered bigint;
@@ -411,18 +411,10 @@ AS $$
             AND j.run_at > j.updated_at) q
 $$;
 -- Claims start where each queue's claimable work starts (src/position.rs).
-CREATE FUNCTION jobs._claim_ticket() RETURNS bigint
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'claim_ticket_wrapper';
 CREATE FUNCTION jobs._claim_took(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'claim_took_wrapper';
-CREATE FUNCTION jobs._claim_may_raise(ticket bigint) RETURNS boolean
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'claim_may_raise_wrapper';
 CREATE FUNCTION jobs._claim_raise(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -453,7 +445,7 @@ AS 'MODULE_PATHNAME', 'lower_position';
 CREATE FUNCTION jobs._lower_positions() RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
     WITH RECURSIVE head AS (
         (SELECT j.queue, j.priority, j.run_at, j.id FROM jobs.job j
@@ -470,6 +462,27 @@ AS $$
     SELECT count(*) FILTER (WHERE jobs._lower_position('jobs.job', h.queue, h.priority, h.run_at, h.id))
     FROM head h
 $$;
+
+-- Why a claim's arguments are refused, in the order of the checks; called
+-- only when jobs.claim found them invalid. Never returns.
+CREATE FUNCTION jobs._refuse_claim(worker_id text, queue text, max_jobs int, lease interval) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM jobs._lease_or_default(lease);
+    PERFORM jobs._check_not_null('worker_id', worker_id);
+    PERFORM jobs._check_name('queue', queue);
+    IF queue = 'sql' THEN
+        -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
+        PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
+    END IF;
+    PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s', coalesce(max_jobs::text, 'null')));
+END
+$$;
+
+-- Compiled (src/claim.rs): the claim statement through a plan kept for the
+-- session. Not STRICT: null arguments get the contract's errors.
 CREATE OR REPLACE FUNCTION jobs.claim(
     worker_id text,
     queue text DEFAULT 'default',
@@ -477,93 +490,9 @@ CREATE OR REPLACE FUNCTION jobs.claim(
     lease interval DEFAULT NULL,
     job_types text[] DEFAULT NULL
 ) RETURNS SETOF jobs.job
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
--- One plan per session. The claim query's cost depends on max_jobs only
--- through LIMIT, which a generic plan estimates at 10 % of the rows:
--- PostgreSQL then judges the generic plan dearer than a custom one and
--- replans on every call (about 300 µs, more than the claim itself).
-SET plan_cache_mode = force_generic_plan
--- That plan lives as long as the session, and one made while the table was
--- empty would scan the table and sort: it must be the walk of
--- job_claim_idx (and primary-key lookups) whatever the statistics said then.
-SET enable_seqscan = off
-AS $$
-#variable_conflict use_column
-DECLARE
-    lease_for interval := coalesce(claim.lease, jobs._default_lease());
-    -- The claim reads where the queue's claimable work starts once, inside
-    -- its statement (src/position.rs).
-    ticket bigint := jobs._claim_ticket();
-BEGIN
-    IF NOT coalesce(claim.worker_id IS NOT NULL AND jobs._is_name(claim.queue) AND claim.queue <> 'sql'
-            AND claim.max_jobs >= 1
-            AND lease_for > interval '0' AND lease_for <= interval '100 years', false)
-    THEN
-        PERFORM jobs._lease_or_default(claim.lease);
-        PERFORM jobs._check_not_null('worker_id', claim.worker_id);
-        PERFORM jobs._check_name('queue', claim.queue);
-        IF claim.queue = 'sql' THEN
-            -- SQL jobs run only in the extension's executors (sql/sql_jobs.sql).
-            PERFORM jobs._invalid('queue "sql" is reserved for SQL jobs, which only the extension''s executors take');
-        END IF;
-        PERFORM jobs._invalid(format('max_jobs must be at least 1, not %s',
-                                     coalesce(claim.max_jobs::text, 'null')));
-    END IF;
+LANGUAGE c VOLATILE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'claim';
 
-    -- SKIP LOCKED: rows another claimer is taking right now are passed over,
-    -- never waited for. The subquery walks job_claim_idx in claim order from
-    -- the queue's position (no queued row lies before it); the ids come back
-    -- as an array so the update finds each row by primary key (a join let
-    -- the planner hash against a scan of the whole table).
-    RETURN QUERY
-    WITH claimed AS (
-        UPDATE jobs.job j
-        SET state = 'running',
-            attempts = j.attempts + 1,
-            lease_token = gen_random_uuid(),
-            lease_until = now() + lease_for,
-            worker_id = claim.worker_id,
-            started_at = now(),
-            updated_at = now()
-        WHERE j.id = ANY (ARRAY(
-            SELECT p.id
-            FROM jobs.job p
-            WHERE p.state = 'queued'
-              AND p.queue = claim.queue
-              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
-              AND p.run_at <= now()
-              AND (claim.job_types IS NULL OR p.job_type = ANY (claim.job_types))
-            ORDER BY p.priority, p.run_at, p.id
-            LIMIT claim.max_jobs
-            FOR UPDATE SKIP LOCKED))
-        RETURNING j.*
-    )
-    SELECT * FROM claimed c
-    WHERE jobs._claim_took(ticket, c.priority, c.run_at, c.id)
-    ORDER BY c.priority, c.run_at, c.id;
-
-    -- While an old snapshot keeps claimed jobs' index entries alive, move the
-    -- position up to the first queued row (a new statement: it sees this
-    -- claim's rows as taken).
-    IF jobs._claim_may_raise(ticket) THEN
-        PERFORM jobs._claim_raise(ticket, first.priority, first.run_at, first.id)
-        FROM (SELECT) one
-        LEFT JOIN LATERAL (
-            SELECT p.priority, p.run_at, p.id
-            FROM jobs.job p
-            WHERE p.state = 'queued'
-              AND p.queue = claim.queue
-              AND (p.priority, p.run_at, p.id) >= (jobs._claim_from_priority('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_run_at('jobs.job', claim.queue, ticket),
-                                                   jobs._claim_from_id('jobs.job', claim.queue, ticket))
-            ORDER BY p.priority, p.run_at, p.id
-            LIMIT 1) first ON true;
-    END IF;
-END
-$$;
 CREATE OR REPLACE FUNCTION jobs.cancel(job_id bigint) RETURNS jobs.job
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -929,7 +858,7 @@ SET search_path = pg_catalog, pg_temp
 -- One plan per session, as for jobs.claim: a custom plan per call (the
 -- arrays' lengths differ) costs more than completing a small batch.
 SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -990,43 +919,15 @@ ALTER TABLE jobs.job ADD CONSTRAINT job_valid
     CHECK (jobs._job_row_valid(state, queue, job_type, attempts, max_attempts, lease_token, lease_until, worker_id,
                                started_at, finished_at));
 
--- complete and fail write the job and its history row in one statement.
+-- complete, compiled (src/complete.rs): the same guarded UPDATE through a
+-- plan kept for the session.
 CREATE OR REPLACE FUNCTION jobs.complete(
     job_id bigint,
     lease_token uuid,
     result jsonb DEFAULT NULL
 ) RETURNS jobs.job
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
-AS $$
-#variable_conflict use_column
-DECLARE
-    done jobs.job;
-BEGIN
-    IF complete.job_id IS NULL OR complete.lease_token IS NULL THEN
-        PERFORM jobs._check_not_null('job_id', complete.job_id);
-        PERFORM jobs._check_not_null('lease_token', complete.lease_token);
-    END IF;
-
-    -- The completed row is the attempt's history row too (jobs.job_run).
-    UPDATE jobs.job j
-    SET state = 'completed',
-        result = complete.result,
-        lease_token = NULL,
-        lease_until = NULL,
-        finished_at = now(),
-        updated_at = now()
-    WHERE j.id = complete.job_id
-      AND j.state = 'running'
-      AND j.lease_token = complete.lease_token
-    RETURNING j.* INTO done;
-    IF NOT FOUND THEN
-        PERFORM jobs._raise_not_held(complete.job_id);
-    END IF;
-    RETURN done;
-END
-$$;
+LANGUAGE c VOLATILE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'complete';
 
 DROP FUNCTION jobs._prune(interval, int);
 DROP INDEX jobs.job_finished_idx;

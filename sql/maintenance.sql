@@ -77,7 +77,7 @@ $$;
 CREATE FUNCTION jobs._recover_leases(batch_size int) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
 DECLARE
     recovered bigint;

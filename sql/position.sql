@@ -28,7 +28,7 @@ AS 'MODULE_PATHNAME', 'lower_position';
 CREATE FUNCTION jobs._lower_positions() RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see jobs.claim
+SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
     WITH RECURSIVE head AS (
         (SELECT j.queue, j.priority, j.run_at, j.id FROM jobs.job j

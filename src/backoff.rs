@@ -46,7 +46,7 @@ fn backoff(attempt: i32) -> Interval {
 }
 
 #[pg_extern(stable, parallel_safe, name = "_default_lease")]
-fn default_lease() -> Interval {
+pub fn default_lease() -> Interval {
     interval_micros(i64::from(guc::DEFAULT_LEASE.get()) * 1_000_000)
 }
 

@@ -1,15 +1,32 @@
 //! `jobs`: a durable job queue and cron scheduler inside PostgreSQL.
-//! The queue API is hand-written SQL in `sql/`; Rust owns the settings, the
-//! cron engine, the background worker and the executors of SQL jobs.
+//! The queue API is hand-written SQL in `sql/`, but for the two calls a
+//! worker makes per job, `claim` and `complete`, compiled here around the
+//! same statements; Rust owns the settings, the cron engine, the background
+//! worker and the executors of SQL jobs.
 
 use pgrx::prelude::*;
 
+/// The function manager's version-1 record of a function written against it
+/// (`LANGUAGE c` declarations in sql/).
+macro_rules! finfo_v1 {
+    ($name:ident) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    };
+}
+
 mod backoff;
+mod claim;
+mod complete;
 mod cron;
 mod error;
 mod executor;
 mod guc;
 mod invariants;
+mod kept_plan;
 mod notify;
 mod position;
 mod schedule;
@@ -29,14 +46,7 @@ extension_sql_file!("../sql/position.sql", name = "position", requires = ["schem
 extension_sql_file!(
     "../sql/claim.sql",
     name = "claim",
-    requires = [
-        "errors",
-        "position",
-        position::claim_ticket,
-        position::claim_took,
-        position::claim_may_raise,
-        position::claim_raise
-    ]
+    requires = ["errors", "position", position::claim_took, position::claim_raise]
 );
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);

@@ -372,9 +372,9 @@ fn reread(queue: &Queue, for_raise: bool) -> (Key, Option<Raise>) {
     (e.position, may.then_some(raise))
 }
 
-/// A new ticket for a claim: its first `jobs._claim_from_*` reads the position.
-#[pg_extern(volatile, parallel_unsafe, name = "_claim_ticket")]
-fn claim_ticket() -> i64 {
+/// A new ticket for a claim (src/claim.rs): its first `jobs._claim_from_*`
+/// reads the position.
+pub fn claim_ticket() -> i64 {
     TICKETS.with(|t| {
         t.set(t.get() + 1);
         t.get()
@@ -398,8 +398,7 @@ fn claim_took(ticket: i64, priority: i32, run_at: TimestampWithTimeZone, id: i64
 /// now, just before the statement that computes the new one: the window in
 /// which a maker that begins refuses the raise is that statement alone, not
 /// the claim's too. The statement starts from the position read here.
-#[pg_extern(volatile, parallel_unsafe, name = "_claim_may_raise")]
-fn claim_may_raise(ticket: i64) -> bool {
+pub fn claim_may_raise(ticket: i64) -> bool {
     let Some(queue) = READING.with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).map(|r| r.queue.clone()))
     else {
         return false;
@@ -452,16 +451,6 @@ unsafe fn text_bytes(datum: pg_sys::Datum) -> Vec<u8> {
 
 fn queue_of(relation: pg_sys::Oid, name: Vec<u8>) -> Queue {
     Queue { database: unsafe { pg_sys::MyDatabaseId }.to_u32(), relation: relation.to_u32(), name }
-}
-
-macro_rules! finfo_v1 {
-    ($name:ident) => {
-        #[unsafe(no_mangle)]
-        pub extern "C" fn $name() -> &'static pg_sys::Pg_finfo_record {
-            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
-    };
 }
 
 /// `jobs._claim_from_priority(relation regclass, queue text, ticket bigint)`

@@ -124,13 +124,17 @@ fn a_roles_search_path_cannot_hijack_the_functions() {
     change_privileges(&format!(
         "CREATE SCHEMA AUTHORIZATION {role};
          GRANT USAGE ON SCHEMA jobs TO {role};
-         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim TO {role};"
+         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim, jobs.complete TO {role};"
     ));
     let mut sneaky = roles.login(0);
     sneaky
         .batch_execute(&format!(
             "CREATE FUNCTION {role}.always(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
              CREATE OPERATOR {role}.= (LEFTARG = text, RIGHTARG = text, FUNCTION = {role}.always);
+             CREATE FUNCTION {role}.always(bigint, bigint) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+             CREATE OPERATOR {role}.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = {role}.always);
+             CREATE FUNCTION {role}.always(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+             CREATE OPERATOR {role}.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = {role}.always);
              CREATE FUNCTION {role}.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT 'infinity'::timestamptz$$;
              CREATE FUNCTION {role}.gen_random_uuid() RETURNS uuid LANGUAGE sql
                  AS $$SELECT '00000000-0000-0000-0000-000000000000'::uuid$$;
@@ -151,4 +155,30 @@ fn a_roles_search_path_cannot_hijack_the_functions() {
     assert_eq!(rows[0].get::<_, String>(0), mine);
     assert_ne!(rows[0].get::<_, String>(1), "00000000-0000-0000-0000-000000000000");
     assert!(rows[0].get::<_, bool>(2), "run_at came from the real now()");
+
+    // complete keeps its statement's plan for the session: this first call
+    // plans it under this search_path, where `=` is true for any ids and
+    // tokens.
+    let (id, token): (i64, String) = {
+        let row = sneaky.query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&other]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    let err = sneaky
+        .query_one("SELECT (jobs.complete($1, gen_random_uuid())).id", &[&id])
+        .expect_err("a token that is not the job's");
+    assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
+    let err = sneaky
+        .query_one("SELECT (jobs.complete($1, $2::text::uuid)).id", &[&(id + 1_000_000), &token])
+        .expect_err("an id that is not the job's");
+    assert_eq!(err.code(), Some(&SqlState::NO_DATA_FOUND), "{err}");
+    let done = sneaky
+        .query_one(
+            "SELECT (c).id, (c).state::text, (c).finished_at < 'infinity'::timestamptz
+             FROM (SELECT jobs.complete($1, $2::text::uuid) c) s",
+            &[&id, &token],
+        )
+        .unwrap();
+    assert_eq!(done.get::<_, i64>(0), id);
+    assert_eq!(done.get::<_, String>(1), "completed");
+    assert!(done.get::<_, bool>(2), "finished_at came from the real now()");
 }

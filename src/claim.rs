@@ -1,0 +1,195 @@
+//! `jobs.claim`, compiled, for the reason src/complete.rs gives: the same
+//! claim statement through a kept plan (src/kept_plan.rs), without a
+//! PL/pgSQL call, its variables and the copy of every claimed row into a
+//! result set and back out.
+//!
+//! How the statement finds and orders work, and the position it starts from,
+//! are in src/position.rs.
+
+use crate::kept_plan::{self, KeptPlan};
+use crate::position;
+use pgrx::prelude::*;
+
+const CLAIM_TYPES: &[pg_sys::Oid] =
+    &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT4OID, pg_sys::INTERVALOID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID];
+
+thread_local! {
+    /// SKIP LOCKED: rows another claimer is taking right now are passed
+    /// over, never waited for. The subquery walks job_claim_idx in claim
+    /// order from the queue's position (no queued row lies before it); the
+    /// ids come back as an array so the update finds each row by primary key
+    /// (a join let the planner hash against a scan of the whole table).
+    /// `SELECT c`: rows of jobs.job's row type, which the function returns.
+    static CLAIM: KeptPlan = const { KeptPlan::new(
+        c"WITH claimed AS (
+              UPDATE jobs.job j
+              SET state = 'running',
+                  attempts = j.attempts OPERATOR(pg_catalog.+) 1,
+                  lease_token = pg_catalog.gen_random_uuid(),
+                  lease_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,
+                  worker_id = $1,
+                  started_at = pg_catalog.now(),
+                  updated_at = pg_catalog.now()
+              WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+                  SELECT p.id
+                  FROM jobs.job p
+                  WHERE p.state OPERATOR(pg_catalog.=) 'queued'
+                    AND p.queue OPERATOR(pg_catalog.=) $2
+                    AND (p.priority, p.run_at, p.id) OPERATOR(pg_catalog.>=)
+                        (jobs._claim_from_priority('jobs.job', $2, $6),
+                         jobs._claim_from_run_at('jobs.job', $2, $6),
+                         jobs._claim_from_id('jobs.job', $2, $6))
+                    AND p.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+                    AND ($5 IS NULL OR p.job_type OPERATOR(pg_catalog.=) ANY ($5))
+                  ORDER BY p.priority, p.run_at, p.id
+                  LIMIT $3
+                  FOR UPDATE SKIP LOCKED))
+              RETURNING j.*
+          )
+          SELECT c FROM claimed c
+          WHERE jobs._claim_took($6, c.priority, c.run_at, c.id)
+          ORDER BY c.priority, c.run_at, c.id",
+        CLAIM_TYPES,
+    ) };
+
+    /// While an old snapshot keeps claimed jobs' index entries alive, the
+    /// position moves up to the first queued row (a new statement: it sees
+    /// this claim's rows as taken).
+    static RAISE: KeptPlan = const { KeptPlan::new(
+        c"SELECT jobs._claim_raise($2, first.priority, first.run_at, first.id)
+          FROM (SELECT) one
+          LEFT JOIN LATERAL (
+              SELECT p.priority, p.run_at, p.id
+              FROM jobs.job p
+              WHERE p.state OPERATOR(pg_catalog.=) 'queued'
+                AND p.queue OPERATOR(pg_catalog.=) $1
+                AND (p.priority, p.run_at, p.id) OPERATOR(pg_catalog.>=)
+                    (jobs._claim_from_priority('jobs.job', $1, $2),
+                     jobs._claim_from_run_at('jobs.job', $1, $2),
+                     jobs._claim_from_id('jobs.job', $1, $2))
+              ORDER BY p.priority, p.run_at, p.id
+              LIMIT 1) first ON true",
+        &[pg_sys::TEXTOID, pg_sys::INT8OID],
+    ) };
+}
+
+/// `lease` NULL (the default lease), or within (0, 100 years].
+fn lease_valid(lease: Option<pg_sys::Datum>) -> bool {
+    let Some(lease) = lease else { return true };
+    let cmp = |months: i32| unsafe {
+        let bound = Interval::new(months, 0, 0).expect("a valid interval").into_datum().expect("not null");
+        pgrx::direct_function_call::<i32>(pg_sys::interval_cmp, &[Some(lease), Some(bound)]).expect("not null")
+    };
+    cmp(0) > 0 && cmp(1200) <= 0
+}
+
+/// A queue name as `jobs._is_name` has it, and not `sql`.
+unsafe fn queue_valid(queue: Option<pg_sys::Datum>) -> bool {
+    let Some(queue) = queue else { return false };
+    unsafe {
+        let text = pg_sys::pg_detoast_datum_packed(queue.cast_mut_ptr());
+        let (bytes, length) =
+            (pgrx::varlena::vardata_any(text).cast::<std::ffi::c_char>(), pgrx::varlena::varsize_any_exhdr(text));
+        // length() counts characters: more than 128 bytes may still be at most 128 of them.
+        let characters =
+            if length <= 128 { length } else { pg_sys::pg_mbstrlen_with_len(bytes, length as i32) as usize };
+        length > 0 && characters <= 128 && std::slice::from_raw_parts(bytes.cast::<u8>(), length) != b"sql"
+    }
+}
+
+finfo_v1!(pg_finfo_claim);
+/// `jobs.claim(worker_id text, queue text DEFAULT 'default', max_jobs int
+/// DEFAULT 1, lease interval DEFAULT NULL, job_types text[] DEFAULT NULL)
+/// RETURNS SETOF jobs.job`, declared in sql/claim.sql.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: called by the function manager with the five arguments of the declaration.
+    unsafe {
+        let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i);
+        let (worker_id, queue, max_jobs, lease, job_types) = (arg(0), arg(1), arg(2), arg(3), arg(4));
+        let valid = worker_id.is_some()
+            && queue_valid(queue)
+            && max_jobs.is_some_and(|m| m.value() as i32 >= 1)
+            && lease_valid(lease);
+        if !valid {
+            Spi::run_with_args(
+                "SELECT jobs._refuse_claim($1, $2, $3, $4)",
+                &[
+                    pgrx::fcinfo::pg_getarg::<String>(fcinfo, 0).into(),
+                    pgrx::fcinfo::pg_getarg::<String>(fcinfo, 1).into(),
+                    pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 2).into(),
+                    pgrx::fcinfo::pg_getarg::<Interval>(fcinfo, 3).into(),
+                ],
+            )
+            .expect("an invalid argument raises");
+            unreachable!("jobs._refuse_claim raises");
+        }
+        let lease = lease.unwrap_or_else(|| crate::backoff::default_lease().into_datum().expect("not null"));
+        let ticket = position::claim_ticket();
+        let args = [worker_id, queue, max_jobs, Some(lease), job_types, Some(pg_sys::Datum::from(ticket))];
+
+        // The rows go out in a tuplestore of the caller's query, in its memory.
+        let rsinfo = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+        if rsinfo.is_null() || (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 == 0 {
+            error!("jobs.claim: called where a set cannot be returned");
+        }
+        let caller = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
+        let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
+        if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut desc)
+            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+        {
+            error!("jobs.claim: its result is not a row type");
+        }
+        let desc = pg_sys::CreateTupleDescCopy(desc);
+        let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
+        let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+        pg_sys::MemoryContextSwitchTo(caller);
+
+        kept_plan::connect();
+        // Plans outlive the statistics they were made with: made while the
+        // table was empty, this one would scan the table and sort. It must be
+        // the walk of job_claim_idx (and primary-key lookups) whatever the
+        // statistics say whenever it is (re)made.
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"enable_seqscan".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let (mut values, nulls) = (kept_plan::datums(&args), kept_plan::nulls(&args));
+        let code = pg_sys::SPI_execute_plan(CLAIM.with(|p| p.get()), values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        if code != pg_sys::SPI_OK_SELECT as i32 {
+            error!("jobs.claim: its statement failed (SPI code {code})");
+        }
+        for i in 0..pg_sys::SPI_processed as usize {
+            let header = kept_plan::column1(i).expect("a row").cast_mut_ptr::<pg_sys::HeapTupleHeaderData>();
+            let mut tuple = pg_sys::HeapTupleData {
+                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
+                t_data: header,
+                ..Default::default()
+            };
+            pg_sys::tuplestore_puttuple(store, &mut tuple);
+        }
+        if position::claim_may_raise(ticket) {
+            let args = [queue, Some(pg_sys::Datum::from(ticket))];
+            let (mut values, nulls) = (kept_plan::datums(&args), kept_plan::nulls(&args));
+            let code = pg_sys::SPI_execute_plan(RAISE.with(|p| p.get()), values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+            if code != pg_sys::SPI_OK_SELECT as i32 {
+                error!("jobs.claim: raising the position failed (SPI code {code})");
+            }
+        }
+        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::SPI_finish();
+
+        (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
+        (*rsinfo).setResult = store;
+        (*rsinfo).setDesc = desc;
+        pg_sys::Datum::from(0)
+    }
+}
