@@ -147,23 +147,7 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
         pg_sys::MemoryContextSwitchTo(caller);
 
         kept_plan::connect();
-        // Plans outlive the statistics they were made with: made while the
-        // table was empty, this one would scan the table and sort. It must be
-        // the walk of job_claim_idx (and primary-key lookups) whatever the
-        // statistics say whenever it is (re)made.
-        let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"enable_seqscan".as_ptr(),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        let (mut values, nulls) = (kept_plan::datums(&args), kept_plan::nulls(&args));
-        let code = pg_sys::SPI_execute_plan(CLAIM.with(|p| p.get()), values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        let code = CLAIM.with(|p| p.execute(&args, 0));
         if code != pg_sys::SPI_OK_SELECT as i32 {
             error!("jobs.claim: its statement failed (SPI code {code})");
         }
@@ -177,14 +161,11 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
             pg_sys::tuplestore_puttuple(store, &mut tuple);
         }
         if position::claim_may_raise(ticket) {
-            let args = [queue, Some(pg_sys::Datum::from(ticket))];
-            let (mut values, nulls) = (kept_plan::datums(&args), kept_plan::nulls(&args));
-            let code = pg_sys::SPI_execute_plan(RAISE.with(|p| p.get()), values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+            let code = RAISE.with(|p| p.execute(&[queue, Some(pg_sys::Datum::from(ticket))], 0));
             if code != pg_sys::SPI_OK_SELECT as i32 {
                 error!("jobs.claim: raising the position failed (SPI code {code})");
             }
         }
-        pg_sys::AtEOXact_GUC(true, nest);
         pg_sys::SPI_finish();
 
         (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;

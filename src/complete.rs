@@ -46,10 +46,8 @@ pub unsafe extern "C-unwind" fn complete(fcinfo: pg_sys::FunctionCallInfo) -> pg
             .expect("a null argument raises");
             unreachable!("jobs._check_not_null raises for a null argument");
         };
-        let (mut values, nulls) = (kept_plan::datums(&args), kept_plan::nulls(&args));
         kept_plan::connect();
-        let plan = COMPLETE.with(|p| p.get());
-        let code = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 1);
+        let code = COMPLETE.with(|p| p.execute(&args, 1));
         if code != pg_sys::SPI_OK_UPDATE_RETURNING as i32 {
             error!("jobs.complete: its update failed (SPI code {code})");
         }

@@ -44,15 +44,43 @@ impl KeptPlan {
         }
         self.plan.get()
     }
+
+    /// Runs the plan (SPI_execute_plan, inside SPI_connect) and returns
+    /// SPI's code. Plans outlive the statistics they were made with, and
+    /// PostgreSQL remakes a kept plan whenever the table changes, its
+    /// statistics do or the caller's `search_path` differs from the one it
+    /// was made under: made while the table was small, these would scan it
+    /// (one `UPDATE` per completion read the whole table until autovacuum's
+    /// next `ANALYZE`). Whenever it is made, it must walk the indexes.
+    pub unsafe fn execute<const N: usize>(&self, args: &[Option<pg_sys::Datum>; N], rows: i64) -> i32 {
+        unsafe {
+            let (mut values, nulls) = (datums(args), nulls(args));
+            let plan = self.get();
+            let nest = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"enable_seqscan".as_ptr(),
+                c"off".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            let code = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, rows);
+            pg_sys::AtEOXact_GUC(true, nest);
+            code
+        }
+    }
 }
 
 /// `nulls` of SPI_execute_plan for these values.
-pub fn nulls<const N: usize>(values: &[Option<pg_sys::Datum>; N]) -> [std::ffi::c_char; N] {
+fn nulls<const N: usize>(values: &[Option<pg_sys::Datum>; N]) -> [std::ffi::c_char; N] {
     values.map(|v| if v.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
 }
 
 /// The datums of SPI_execute_plan for these values (0 for a null).
-pub fn datums<const N: usize>(values: &[Option<pg_sys::Datum>; N]) -> [pg_sys::Datum; N] {
+fn datums<const N: usize>(values: &[Option<pg_sys::Datum>; N]) -> [pg_sys::Datum; N] {
     values.map(|v| v.unwrap_or(pg_sys::Datum::from(0)))
 }
 
