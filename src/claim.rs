@@ -116,10 +116,10 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
             Spi::run_with_args(
                 "SELECT jobs._refuse_claim($1, $2, $3, $4)",
                 &[
-                    pgrx::fcinfo::pg_getarg::<String>(fcinfo, 0).into(),
-                    pgrx::fcinfo::pg_getarg::<String>(fcinfo, 1).into(),
-                    pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 2).into(),
-                    pgrx::fcinfo::pg_getarg::<Interval>(fcinfo, 3).into(),
+                    kept_plan::param(worker_id, pg_sys::TEXTOID),
+                    kept_plan::param(queue, pg_sys::TEXTOID),
+                    kept_plan::param(max_jobs, pg_sys::INT4OID),
+                    kept_plan::param(lease, pg_sys::INTERVALOID),
                 ],
             )
             .expect("an invalid argument raises");

@@ -38,10 +38,7 @@ pub unsafe extern "C-unwind" fn complete(fcinfo: pg_sys::FunctionCallInfo) -> pg
         let (Some(job_id), Some(_)) = (args[0], args[1]) else {
             Spi::run_with_args(
                 "SELECT jobs._check_not_null('job_id', $1), jobs._check_not_null('lease_token', $2)",
-                &[
-                    pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 0).into(),
-                    pgrx::fcinfo::pg_getarg::<pgrx::Uuid>(fcinfo, 1).into(),
-                ],
+                &[kept_plan::param(args[0], pg_sys::INT8OID), kept_plan::param(args[1], pg_sys::UUIDOID)],
             )
             .expect("a null argument raises");
             unreachable!("jobs._check_not_null raises for a null argument");
@@ -56,11 +53,8 @@ pub unsafe extern "C-unwind" fn complete(fcinfo: pg_sys::FunctionCallInfo) -> pg
             .then(|| pg_sys::SPI_datumTransfer(kept_plan::column1(0).expect("a row"), false, -1));
         pg_sys::SPI_finish();
         done.unwrap_or_else(|| {
-            Spi::run_with_args(
-                "SELECT jobs._raise_not_held($1)",
-                &[pgrx::datum::DatumWithOid::new(job_id, pg_sys::INT8OID)],
-            )
-            .expect("jobs._raise_not_held raises");
+            Spi::run_with_args("SELECT jobs._raise_not_held($1)", &[kept_plan::param(Some(job_id), pg_sys::INT8OID)])
+                .expect("jobs._raise_not_held raises");
             unreachable!("jobs._raise_not_held raises");
         })
     }

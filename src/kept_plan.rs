@@ -94,6 +94,16 @@ pub unsafe fn column1(i: usize) -> Option<pg_sys::Datum> {
     }
 }
 
+/// An argument passed on as it came, NULL or not, in whatever encoding the
+/// database has (a Rust `String` would insist on UTF-8).
+pub fn param(value: Option<pg_sys::Datum>, oid: pg_sys::Oid) -> pgrx::datum::DatumWithOid<'static> {
+    match value {
+        // SAFETY: a datum of type `oid`, the caller's argument, live for the call.
+        Some(value) => unsafe { pgrx::datum::DatumWithOid::new(value, oid) },
+        None => pgrx::datum::DatumWithOid::null_oid(oid),
+    }
+}
+
 /// SPI_connect, or an error.
 pub unsafe fn connect() {
     if unsafe { pg_sys::SPI_connect() } != pg_sys::SPI_OK_CONNECT as i32 {

@@ -431,6 +431,13 @@ fn a_database_that_is_not_utf8_takes_names_in_its_own_encoding() {
     let too_long = "é".repeat(129);
     let err = db.execute("SELECT jobs.enqueue('t', queue => $1)", &[&too_long]).unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    // claim is compiled: its arguments reach the SQL that refuses them as
+    // they came, in the database's encoding. (The message itself passes
+    // through pgrx as UTF-8: here its é come out as U+FFFD.)
+    let err = db.query("SELECT * FROM jobs.claim('wörker', $1)", &[&too_long]).unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE), "{err}");
+    let message = err.as_db_error().unwrap().message();
+    assert!(message.starts_with("queue \"") && message.ends_with("is longer than 128 characters"), "{message}");
     drop(db);
     common::drop_database(name);
 }
