@@ -87,13 +87,8 @@ fn lease_valid(lease: Option<pg_sys::Datum>) -> bool {
 unsafe fn queue_valid(queue: Option<pg_sys::Datum>) -> bool {
     let Some(queue) = queue else { return false };
     unsafe {
-        let text = pg_sys::pg_detoast_datum_packed(queue.cast_mut_ptr());
-        let (bytes, length) =
-            (pgrx::varlena::vardata_any(text).cast::<std::ffi::c_char>(), pgrx::varlena::varsize_any_exhdr(text));
-        // length() counts characters: more than 128 bytes may still be at most 128 of them.
-        let characters =
-            if length <= 128 { length } else { pg_sys::pg_mbstrlen_with_len(bytes, length as i32) as usize };
-        length > 0 && characters <= 128 && std::slice::from_raw_parts(bytes.cast::<u8>(), length) != b"sql"
+        let characters = crate::invariants::text_length(queue);
+        (1..=128).contains(&characters) && (characters != 3 || position::text_bytes(queue) != b"sql")
     }
 }
 

@@ -61,7 +61,7 @@ impl JobRow<'_> {
 }
 
 /// Length in characters of a text datum, in the database's encoding.
-unsafe fn text_length(datum: pg_sys::Datum) -> i32 {
+pub(crate) unsafe fn text_length(datum: pg_sys::Datum) -> i32 {
     // SAFETY: a non-null text datum, possibly short-header or toasted.
     unsafe {
         let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
@@ -91,6 +91,7 @@ unsafe fn enum_label(value: pg_sys::Datum) -> Option<&'static str> {
     }
 }
 
+finfo_v1!(pg_finfo_job_row_valid);
 /// `jobs._job_row_valid(state, queue, job_type, attempts, max_attempts,
 /// lease_token, lease_until, worker_id, started_at, finished_at)`, declared
 /// in sql/invariants.sql with the columns' own types. Written against the
@@ -99,12 +100,6 @@ unsafe fn enum_label(value: pg_sys::Datum) -> Option<&'static str> {
 /// here without a conversion (the state's label from the catalog cache, the
 /// texts' lengths in place). Not STRICT: a NULL where the invariants demand
 /// a value fails the check, as a NULL result would pass it.
-#[unsafe(no_mangle)]
-pub extern "C" fn pg_finfo_job_row_valid() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn job_row_valid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
@@ -130,17 +125,12 @@ pub unsafe extern "C-unwind" fn job_row_valid(fcinfo: pg_sys::FunctionCallInfo) 
     pg_sys::Datum::from(valid)
 }
 
+finfo_v1!(pg_finfo_job_row_valid_wrapper);
 /// The column-wise form of the check that 0.2.0's schema calls
 /// (`jobs._job_row_valid(text, int, int, int, int, uuid, timestamptz, bool,
 /// timestamptz, timestamptz)`, C symbol `job_row_valid_wrapper`): a database
 /// keeps writing jobs between installing this library and
 /// `ALTER EXTENSION jobs UPDATE`, which replaces it with the form above.
-#[unsafe(no_mangle)]
-pub extern "C" fn pg_finfo_job_row_valid_wrapper() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn job_row_valid_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {

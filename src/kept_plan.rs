@@ -49,9 +49,10 @@ impl KeptPlan {
     /// SPI's code. Plans outlive the statistics they were made with, and
     /// PostgreSQL remakes a kept plan whenever the table changes, its
     /// statistics do or the caller's `search_path` differs from the one it
-    /// was made under: made while the table was small, these would scan it
-    /// (one `UPDATE` per completion read the whole table until autovacuum's
-    /// next `ANALYZE`). Whenever it is made, it must walk the indexes.
+    /// was made under: one made while the table was small may scan it and
+    /// keep doing so as it grows, until the next invalidation (the
+    /// PL/pgSQL functions had the same setting as a `SET` clause).
+    /// Whenever it is made, it must walk the indexes.
     pub unsafe fn execute<const N: usize>(&self, args: &[Option<pg_sys::Datum>; N], rows: i64) -> i32 {
         unsafe {
             let (mut values, nulls) = (datums(args), nulls(args));

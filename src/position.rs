@@ -437,7 +437,7 @@ fn claim_raise(ticket: i64, priority: Option<i32>, run_at: Option<TimestampWithT
 }
 
 /// The bytes of a text datum, in the database's encoding.
-unsafe fn text_bytes(datum: pg_sys::Datum) -> Vec<u8> {
+pub(crate) unsafe fn text_bytes(datum: pg_sys::Datum) -> Vec<u8> {
     // SAFETY: a non-null text datum, possibly short-header or toasted.
     unsafe {
         let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
