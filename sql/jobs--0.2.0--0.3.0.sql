@@ -411,10 +411,6 @@ AS $$
             AND j.run_at > j.updated_at) q
 $$;
 -- Claims start where each queue's claimable work starts (src/position.rs).
-CREATE FUNCTION jobs._claim_took(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'claim_took_wrapper';
 CREATE FUNCTION jobs._claim_raise(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -851,60 +847,33 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'schedule_sql_wrapper';
 
--- complete_batch finds each (id, token) pair by primary key and returns the rows it updated.
-CREATE OR REPLACE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- Why complete_batch's arguments are refused, in the order of the checks;
+-- called only when jobs.complete_batch found them invalid. Never returns.
+CREATE FUNCTION jobs._refuse_complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- One plan per session, as for jobs.claim: a custom plan per call (the
--- arrays' lengths differ) costs more than completing a small batch.
-SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off  -- plans outlive the statistics they were made with: see src/claim.rs
 AS $$
-#variable_conflict use_column
-DECLARE
-    expected int := cardinality(complete_batch.job_ids);
-    completed jobs.job[];
-    offender bigint;
 BEGIN
-    IF complete_batch.job_ids IS NULL OR complete_batch.lease_tokens IS NULL THEN
-        PERFORM jobs._check_not_null('job_ids', complete_batch.job_ids);
-        PERFORM jobs._check_not_null('lease_tokens', complete_batch.lease_tokens);
-    ELSIF expected <> cardinality(complete_batch.lease_tokens) THEN
+    PERFORM jobs._check_not_null('job_ids', job_ids);
+    PERFORM jobs._check_not_null('lease_tokens', lease_tokens);
+    IF cardinality(job_ids) <> cardinality(lease_tokens) THEN
         PERFORM jobs._invalid(format('job_ids and lease_tokens must have the same length, not %s and %s',
-                                     expected, cardinality(complete_batch.lease_tokens)));
-    ELSIF array_position(complete_batch.job_ids, NULL) IS NOT NULL
-          OR array_position(complete_batch.lease_tokens, NULL) IS NOT NULL THEN
+                                     cardinality(job_ids), cardinality(lease_tokens)));
+    ELSIF array_position(job_ids, NULL) IS NOT NULL OR array_position(lease_tokens, NULL) IS NOT NULL THEN
         PERFORM jobs._invalid('job_ids and lease_tokens must not contain null');
-    ELSIF (SELECT count(DISTINCT i) FROM unnest(complete_batch.job_ids) i) <> expected THEN
-        PERFORM jobs._invalid('job_ids must not repeat');
     END IF;
-
-    -- Each (id, token) pair finds its row by primary key (ids do not repeat,
-    -- so no row is met twice). The completed rows are kept from RETURNING:
-    -- reading them back would be a second index lookup per job. Each is its
-    -- attempt's history row too (jobs.job_run).
-    WITH done AS (
-        UPDATE jobs.job j
-        SET state = 'completed', lease_token = NULL, lease_until = NULL,
-            finished_at = now(), updated_at = now()
-        FROM unnest(complete_batch.job_ids, complete_batch.lease_tokens) AS b (id, lease_token)
-        WHERE j.id = b.id AND j.lease_token = b.lease_token AND j.state = 'running'
-        RETURNING j AS job
-    )
-    SELECT coalesce(array_agg(d.job ORDER BY (d.job).id), '{}') INTO completed FROM done d;
-
-    IF cardinality(completed) < expected THEN
-        -- Raising undoes the completions above: all or nothing.
-        SELECT b.id INTO offender
-        FROM unnest(complete_batch.job_ids) WITH ORDINALITY AS b (id, n)
-        WHERE b.id <> ALL (SELECT c.id FROM unnest(completed) c)
-        ORDER BY b.n
-        LIMIT 1;
-        PERFORM jobs._raise_not_held(offender);
-    END IF;
-    RETURN QUERY SELECT * FROM unnest(completed);
+    PERFORM jobs._invalid('job_ids must not repeat');
 END
 $$;
+
+-- Many completions in one statement and one commit: for workers that claim
+-- in batches. All or nothing: if any job is not running under its token,
+-- the call raises P0002 or 55000 for the first such job and completes none.
+-- Compiled (src/complete.rs): one guarded UPDATE through a plan kept for the
+-- session. Not STRICT: a null argument gets the contract's error.
+CREATE OR REPLACE FUNCTION jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF jobs.job
+LANGUAGE c VOLATILE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'complete_batch';
 
 -- The invariants: one function of the plain columns (src/invariants.rs says why).
 -- The constraint is checked against every existing row as it is added.

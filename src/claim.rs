@@ -19,36 +19,34 @@ thread_local! {
     /// order from the queue's position (no queued row lies before it); the
     /// ids come back as an array so the update finds each row by primary key
     /// (a join let the planner hash against a scan of the whole table).
-    /// `SELECT c`: rows of jobs.job's row type, which the function returns.
+    /// `RETURNING j`: rows of jobs.job's row type, which the function
+    /// returns, with their claim-order key: the update returns them in the
+    /// primary key's order, and `claim` sorts them (a sort in the statement
+    /// needs it wrapped in a CTE, whose every row is stored and read again).
     static CLAIM: KeptPlan = const { KeptPlan::new(
-        c"WITH claimed AS (
-              UPDATE jobs.job j
-              SET state = 'running',
-                  attempts = j.attempts OPERATOR(pg_catalog.+) 1,
-                  lease_token = pg_catalog.gen_random_uuid(),
-                  lease_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,
-                  worker_id = $1,
-                  started_at = pg_catalog.now(),
-                  updated_at = pg_catalog.now()
-              WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-                  SELECT p.id
-                  FROM jobs.job p
-                  WHERE p.state OPERATOR(pg_catalog.=) 'queued'
-                    AND p.queue OPERATOR(pg_catalog.=) $2
-                    AND (p.priority, p.run_at, p.id) OPERATOR(pg_catalog.>=)
-                        (jobs._claim_from_priority('jobs.job', $2, $6),
-                         jobs._claim_from_run_at('jobs.job', $2, $6),
-                         jobs._claim_from_id('jobs.job', $2, $6))
-                    AND p.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()
-                    AND ($5 IS NULL OR p.job_type OPERATOR(pg_catalog.=) ANY ($5))
-                  ORDER BY p.priority, p.run_at, p.id
-                  LIMIT $3
-                  FOR UPDATE SKIP LOCKED))
-              RETURNING j.*
-          )
-          SELECT c FROM claimed c
-          WHERE jobs._claim_took($6, c.priority, c.run_at, c.id)
-          ORDER BY c.priority, c.run_at, c.id",
+        c"UPDATE jobs.job j
+          SET state = 'running',
+              attempts = j.attempts OPERATOR(pg_catalog.+) 1,
+              lease_token = pg_catalog.gen_random_uuid(),
+              lease_until = pg_catalog.now() OPERATOR(pg_catalog.+) $4,
+              worker_id = $1,
+              started_at = pg_catalog.now(),
+              updated_at = pg_catalog.now()
+          WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+              SELECT p.id
+              FROM jobs.job p
+              WHERE p.state OPERATOR(pg_catalog.=) 'queued'
+                AND p.queue OPERATOR(pg_catalog.=) $2
+                AND (p.priority, p.run_at, p.id) OPERATOR(pg_catalog.>=)
+                    (jobs._claim_from_priority('jobs.job', $2, $6),
+                     jobs._claim_from_run_at('jobs.job', $2, $6),
+                     jobs._claim_from_id('jobs.job', $2, $6))
+                AND p.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+                AND ($5 IS NULL OR p.job_type OPERATOR(pg_catalog.=) ANY ($5))
+              ORDER BY p.priority, p.run_at, p.id
+              LIMIT $3
+              FOR UPDATE SKIP LOCKED))
+          RETURNING j, j.priority, j.run_at, j.id",
         CLAIM_TYPES,
     ) };
 
@@ -124,36 +122,29 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
         let ticket = position::claim_ticket();
         let args = [worker_id, queue, max_jobs, Some(lease), job_types, Some(pg_sys::Datum::from(ticket))];
 
-        // The rows go out in a tuplestore of the caller's query, in its memory.
-        let rsinfo = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
-        if rsinfo.is_null() || (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 == 0 {
-            error!("jobs.claim: called where a set cannot be returned");
-        }
-        let caller = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
-        let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
-        if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut desc)
-            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
-        {
-            error!("jobs.claim: its result is not a row type");
-        }
-        let desc = pg_sys::CreateTupleDescCopy(desc);
-        let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
-        let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
-        pg_sys::MemoryContextSwitchTo(caller);
+        let out = kept_plan::Rows::begin(fcinfo, "jobs.claim");
 
         kept_plan::connect();
         let code = CLAIM.with(|p| p.execute(&args, 0));
-        if code != pg_sys::SPI_OK_SELECT as i32 {
+        if code != pg_sys::SPI_OK_UPDATE_RETURNING as i32 {
             error!("jobs.claim: its statement failed (SPI code {code})");
         }
-        for i in 0..pg_sys::SPI_processed as usize {
-            let header = kept_plan::column1(i).expect("a row").cast_mut_ptr::<pg_sys::HeapTupleHeaderData>();
-            let mut tuple = pg_sys::HeapTupleData {
-                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
-                t_data: header,
-                ..Default::default()
-            };
-            pg_sys::tuplestore_puttuple(store, &mut tuple);
+        let mut rows: Vec<(position::Key, pg_sys::Datum)> = (0..pg_sys::SPI_processed as usize)
+            .map(|i| {
+                let key = position::Key {
+                    priority: kept_plan::column(i, 2).expect("not null").value() as i32,
+                    run_at: kept_plan::column(i, 3).expect("not null").value() as i64,
+                    id: kept_plan::column(i, 4).expect("not null").value() as i64,
+                };
+                (key, kept_plan::column(i, 1).expect("a row"))
+            })
+            .collect();
+        rows.sort_unstable_by_key(|&(key, _)| key);
+        if let Some(&(least, _)) = rows.first() {
+            position::claim_took(ticket, least);
+        }
+        for (_, row) in rows {
+            out.put(row);
         }
         if position::claim_may_raise(ticket) {
             let code = RAISE.with(|p| p.execute(&[queue, Some(pg_sys::Datum::from(ticket))], 0));
@@ -163,9 +154,6 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
         }
         pg_sys::SPI_finish();
 
-        (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
-        (*rsinfo).setResult = store;
-        (*rsinfo).setDesc = desc;
-        pg_sys::Datum::from(0)
+        out.finish()
     }
 }

@@ -50,12 +50,95 @@ pub unsafe extern "C-unwind" fn complete(fcinfo: pg_sys::FunctionCallInfo) -> pg
         }
         // Copied into the caller's memory: SPI's goes with SPI_finish.
         let done = (pg_sys::SPI_processed == 1)
-            .then(|| pg_sys::SPI_datumTransfer(kept_plan::column1(0).expect("a row"), false, -1));
+            .then(|| pg_sys::SPI_datumTransfer(kept_plan::column(0, 1).expect("a row"), false, -1));
         pg_sys::SPI_finish();
         done.unwrap_or_else(|| {
             Spi::run_with_args("SELECT jobs._raise_not_held($1)", &[kept_plan::param(Some(job_id), pg_sys::INT8OID)])
                 .expect("jobs._raise_not_held raises");
             unreachable!("jobs._raise_not_held raises");
         })
+    }
+}
+
+thread_local! {
+    /// Each (id, token) pair finds its row by primary key; ids do not repeat,
+    /// so no row is met twice. `ROWS FROM` pairs the arrays: the
+    /// two-argument `unnest(a, b)` is expanded into it only when written
+    /// unqualified, which a caller's `search_path` could redirect.
+    static COMPLETE_BATCH: KeptPlan = const { KeptPlan::new(
+        c"UPDATE jobs.job j
+          SET state = 'completed', lease_token = NULL, lease_until = NULL,
+              finished_at = pg_catalog.now(), updated_at = pg_catalog.now()
+          FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS b (id, lease_token)
+          WHERE j.id OPERATOR(pg_catalog.=) b.id
+            AND j.state OPERATOR(pg_catalog.=) 'running'
+            AND j.lease_token OPERATOR(pg_catalog.=) b.lease_token
+          RETURNING j, j.id",
+        &[pg_sys::INT8ARRAYOID, pg_sys::UUIDARRAYOID],
+    ) };
+}
+
+/// The job ids of a valid batch (no nulls, as many as tokens, none twice).
+unsafe fn batch_ids(job_ids: Option<pg_sys::Datum>, lease_tokens: Option<pg_sys::Datum>) -> Option<Vec<i64>> {
+    unsafe {
+        let ids = Array::<i64>::from_datum(job_ids?, false)?;
+        let tokens = Array::<pgrx::Uuid>::from_datum(lease_tokens?, false)?;
+        if ids.len() != tokens.len() || ids.contains_nulls() || tokens.contains_nulls() {
+            return None;
+        }
+        let ids: Vec<i64> = ids.iter_deny_null().collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.windows(2).all(|w| w[0] != w[1]).then_some(ids)
+    }
+}
+
+finfo_v1!(pg_finfo_complete_batch);
+/// `jobs.complete_batch(job_ids bigint[], lease_tokens uuid[]) RETURNS SETOF
+/// jobs.job`, declared in sql/finish.sql: the completed rows in id order.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn complete_batch(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: called by the function manager with the two arguments of the declaration.
+    unsafe {
+        let args = [0, 1].map(|i| pgrx::fcinfo::pg_getarg_datum(fcinfo, i));
+        let Some(ids) = batch_ids(args[0], args[1]) else {
+            Spi::run_with_args(
+                "SELECT jobs._refuse_complete_batch($1, $2)",
+                &[kept_plan::param(args[0], pg_sys::INT8ARRAYOID), kept_plan::param(args[1], pg_sys::UUIDARRAYOID)],
+            )
+            .expect("an invalid argument raises");
+            unreachable!("jobs._refuse_complete_batch raises");
+        };
+        let out = kept_plan::Rows::begin(fcinfo, "jobs.complete_batch");
+        kept_plan::connect();
+        let code = COMPLETE_BATCH.with(|p| p.execute(&args, 0));
+        if code != pg_sys::SPI_OK_UPDATE_RETURNING as i32 {
+            error!("jobs.complete_batch: its update failed (SPI code {code})");
+        }
+        let mut done: Vec<(i64, pg_sys::Datum)> = (0..pg_sys::SPI_processed as usize)
+            .map(|i| {
+                (kept_plan::column(i, 2).expect("not null").value() as i64, kept_plan::column(i, 1).expect("a row"))
+            })
+            .collect();
+        done.sort_unstable_by_key(|&(id, _)| id);
+        if done.len() < ids.len() {
+            // The first job of the call not completed. Raising undoes the
+            // completions: all or nothing.
+            let offender = ids
+                .iter()
+                .copied()
+                .find(|id| done.binary_search_by_key(id, |&(done_id, _)| done_id).is_err())
+                .expect("a job not completed");
+            pg_sys::SPI_finish();
+            Spi::run_with_args("SELECT jobs._raise_not_held($1)", &[offender.into()])
+                .expect("jobs._raise_not_held raises");
+            unreachable!("jobs._raise_not_held raises");
+        }
+        for (_, row) in done {
+            out.put(row);
+        }
+        pg_sys::SPI_finish();
+        out.finish()
     }
 }

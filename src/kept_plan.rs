@@ -85,12 +85,12 @@ fn datums<const N: usize>(values: &[Option<pg_sys::Datum>; N]) -> [pg_sys::Datum
     values.map(|v| v.unwrap_or(pg_sys::Datum::from(0)))
 }
 
-/// Column 1 of row `i` of the last SPI result.
-pub unsafe fn column1(i: usize) -> Option<pg_sys::Datum> {
+/// Column `n` (from 1) of row `i` of the last SPI result.
+pub unsafe fn column(i: usize, n: i32) -> Option<pg_sys::Datum> {
     unsafe {
         let table = pg_sys::SPI_tuptable;
         let mut null = false;
-        let value = pg_sys::SPI_getbinval(*(*table).vals.add(i), (*table).tupdesc, 1, &mut null);
+        let value = pg_sys::SPI_getbinval(*(*table).vals.add(i), (*table).tupdesc, n, &mut null);
         (!null).then_some(value)
     }
 }
@@ -109,5 +109,64 @@ pub fn param(value: Option<pg_sys::Datum>, oid: pg_sys::Oid) -> pgrx::datum::Dat
 pub unsafe fn connect() {
     if unsafe { pg_sys::SPI_connect() } != pg_sys::SPI_OK_CONNECT as i32 {
         error!("jobs: SPI_connect failed");
+    }
+}
+
+/// The rows of a set-returning function, put into a tuplestore of the
+/// caller's query (materialize mode), in its memory.
+pub struct Rows {
+    rsinfo: *mut pg_sys::ReturnSetInfo,
+    store: *mut pg_sys::Tuplestorestate,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Rows {
+    /// For the function `name` called with `fcinfo`, whose result is a row type.
+    pub unsafe fn begin(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> Rows {
+        unsafe {
+            let rsinfo = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+            if rsinfo.is_null() || (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 == 0
+            {
+                error!("{name}: called where a set cannot be returned");
+            }
+            let caller = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
+            let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
+            if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut desc)
+                != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+            {
+                error!("{name}: its result is not a row type");
+            }
+            let desc = pg_sys::CreateTupleDescCopy(desc);
+            let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
+            let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+            pg_sys::MemoryContextSwitchTo(caller);
+            Rows { rsinfo, store, desc }
+        }
+    }
+
+    /// Adds a row: a datum of the result's row type (a whole-row column of
+    /// an SPI result). The tuplestore copies it.
+    pub unsafe fn put(&self, row: pg_sys::Datum) {
+        unsafe {
+            // A small row stored inside another has a one-byte length
+            // header: it is given its full header first.
+            let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()).cast::<pg_sys::HeapTupleHeaderData>();
+            let mut tuple = pg_sys::HeapTupleData {
+                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
+                t_data: header,
+                ..Default::default()
+            };
+            pg_sys::tuplestore_puttuple(self.store, &mut tuple);
+        }
+    }
+
+    /// Hands the rows to the caller: the function's return value.
+    pub unsafe fn finish(self) -> pg_sys::Datum {
+        unsafe {
+            (*self.rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
+            (*self.rsinfo).setResult = self.store;
+            (*self.rsinfo).setDesc = self.desc;
+        }
+        pg_sys::Datum::from(0)
     }
 }

@@ -43,11 +43,7 @@ extension_sql_file!("../sql/invariants.sql", name = "invariants", requires = ["s
 extension_sql_file!("../sql/errors.sql", name = "errors", requires = ["schema", notify::announce]);
 extension_sql_file!("../sql/enqueue.sql", name = "enqueue", requires = ["errors"]);
 extension_sql_file!("../sql/position.sql", name = "position", requires = ["schema"]);
-extension_sql_file!(
-    "../sql/claim.sql",
-    name = "claim",
-    requires = ["errors", "position", position::claim_took, position::claim_raise]
-);
+extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["errors", "position", position::claim_raise]);
 extension_sql_file!("../sql/finish.sql", name = "finish", requires = ["errors"]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
 extension_sql_file!("../sql/stats.sql", name = "stats", requires = ["views"]);

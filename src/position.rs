@@ -381,17 +381,13 @@ pub fn claim_ticket() -> i64 {
     })
 }
 
-/// The claim of this ticket took a row with this key: the position may not
-/// pass it while the transaction runs. Returns true (a filter that keeps
-/// every row).
-#[pg_extern(volatile, parallel_unsafe, name = "_claim_took")]
-fn claim_took(ticket: i64, priority: i32, run_at: TimestampWithTimeZone, id: i64) -> bool {
-    let key = Key { priority, run_at: run_at.into(), id };
+/// The claim of this ticket took rows, the least in claim order with this
+/// key: the position may not pass it while the transaction runs.
+pub fn claim_took(ticket: i64, least: Key) {
     let queue = READING.with(|r| r.borrow().as_ref().filter(|r| r.ticket == ticket).map(|r| r.queue.clone()));
     if let Some(queue) = queue {
-        with_part(&queue, |part| part.claimed_least = Some(part.claimed_least.map_or(key, |l| l.min(key))));
+        with_part(&queue, |part| part.claimed_least = Some(part.claimed_least.map_or(least, |l| l.min(least))));
     }
-    true
 }
 
 /// Whether the claim of this ticket may raise the position, read again

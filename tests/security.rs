@@ -124,7 +124,7 @@ fn a_roles_search_path_cannot_hijack_the_functions() {
     change_privileges(&format!(
         "CREATE SCHEMA AUTHORIZATION {role};
          GRANT USAGE ON SCHEMA jobs TO {role};
-         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim, jobs.complete TO {role};"
+         GRANT EXECUTE ON FUNCTION jobs.enqueue, jobs.claim, jobs.complete, jobs.complete_batch TO {role};"
     ));
     let mut sneaky = roles.login(0);
     sneaky
@@ -181,4 +181,29 @@ fn a_roles_search_path_cannot_hijack_the_functions() {
     assert_eq!(done.get::<_, i64>(0), id);
     assert_eq!(done.get::<_, String>(1), "completed");
     assert!(done.get::<_, bool>(2), "finished_at came from the real now()");
+    // complete_batch, likewise, where `=` and `unnest` of this path would
+    // pair every id with every token.
+    let pairs: Vec<(i64, String)> = (0..2)
+        .map(|_| {
+            sneaky.execute("SELECT jobs.enqueue('t', queue => $1)", &[&other]).unwrap();
+            let row = sneaky.query_one("SELECT id, lease_token::text FROM jobs.claim('w', $1)", &[&other]).unwrap();
+            (row.get(0), row.get(1))
+        })
+        .collect();
+    let ids: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let tokens: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
+    let swapped: Vec<String> = vec![tokens[1].clone(), tokens[0].clone()];
+    let err = sneaky
+        .query("SELECT id FROM jobs.complete_batch($1, $2::text[]::uuid[])", &[&ids, &swapped])
+        .expect_err("each token is the other job's");
+    assert_eq!(err.code(), Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
+    let done = sneaky
+        .query(
+            "SELECT id, state::text, finished_at < 'infinity'::timestamptz
+             FROM jobs.complete_batch($1, $2::text[]::uuid[])",
+            &[&ids, &tokens],
+        )
+        .unwrap();
+    assert_eq!(done.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), ids);
+    assert!(done.iter().all(|r| r.get::<_, String>(1) == "completed" && r.get::<_, bool>(2)));
 }
