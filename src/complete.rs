@@ -1,11 +1,14 @@
-//! `jobs.complete`, compiled: the one call a worker makes per job.
+//! `jobs.complete` and `jobs.complete_batch`, compiled: the calls that end
+//! a worker's attempts, one job or a claimed batch at a time.
 //!
 //! Why not PL/pgSQL: measured against the same `UPDATE` sent by the client
 //! (8 connections, 2 cores), the PL/pgSQL function completed about 15 %
 //! fewer jobs a second: its call, its statement's executor start and
 //! snapshot, and the row it copies into a variable and back cost about 8 µs
-//! a call in the server, half as much as the `UPDATE` itself. This function
-//! runs the same guarded `UPDATE` through a kept plan (src/kept_plan.rs).
+//! a call in the server, half as much as the `UPDATE` itself. These
+//! functions run the same guarded `UPDATE`s through kept plans
+//! (src/kept_plan.rs); `complete_batch` without PL/pgSQL's array of the
+//! completed rows, which it needed to name an offender and return them.
 
 use crate::kept_plan::{self, KeptPlan};
 use pgrx::prelude::*;
