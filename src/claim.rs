@@ -20,9 +20,10 @@ thread_local! {
     /// ids come back as an array so the update finds each row by primary key
     /// (a join let the planner hash against a scan of the whole table).
     /// `RETURNING j`: rows of jobs.job's row type, which the function
-    /// returns, with their claim-order key: the update returns them in the
-    /// primary key's order, and `claim` sorts them (a sort in the statement
-    /// needs it wrapped in a CTE, whose every row is stored and read again).
+    /// returns, with their claim-order key: an update returns its rows in
+    /// the order it finds them (here the primary key's), so `claim` sorts
+    /// them (a sort in the statement needs it wrapped in a CTE, whose every
+    /// row is stored and read again).
     static CLAIM: KeptPlan = const { KeptPlan::new(
         c"UPDATE jobs.job j
           SET state = 'running',
