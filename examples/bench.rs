@@ -164,12 +164,22 @@ struct Drained {
     wal: f64,
 }
 
-/// Runs `once` BENCH_RUNS times (default 3); the run of median rate.
-fn median(mut once: impl FnMut() -> Drained) -> Drained {
+/// Runs `once` for `jobs` and for the floor in turn, BENCH_RUNS times
+/// (default 3), and gives each system's run of median rate. Alternating
+/// keeps a drift of the machine (a checkpoint, the page cache, another
+/// process) from falling on one side of a ratio.
+fn paired<T: Copy>(mut once: impl FnMut(System) -> T, rate: impl Fn(&T) -> f64) -> (T, T) {
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
-    let mut all: Vec<Drained> = (0..runs).map(|_| once()).collect();
-    all.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    all[runs / 2]
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ours.push(once(System::Jobs));
+        floor.push(once(System::Floor));
+    }
+    let median = |mut all: Vec<T>| {
+        all.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        all[runs / 2]
+    };
+    (median(ours), median(floor))
 }
 
 /// Sets jobs.retention for the server, the background worker included.
@@ -514,22 +524,20 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
 
+    let runs = std::env::var("BENCH_RUNS").unwrap_or_else(|_| "3".into());
     if part("enqueue") {
+        println!("Enqueue for {secs} s a run, median of {runs} runs (jobs and plain SQL in turn):");
+        println!();
         println!("| workload | jobs jobs/s | plain SQL jobs/s | ratio |");
         println!("|---|---|---|---|");
-        let row = |name: &str, ours: f64, floor: f64| {
+        let row = |name: &str, (ours, floor): (f64, f64)| {
             println!("| {name} | {ours:.0} | {floor:.0} | {:.0} % |", 100.0 * ours / floor);
         };
         row(
             "enqueue, 1 per transaction, 8 connections",
-            enqueue_single(&dsn, System::Jobs, 8, secs),
-            enqueue_single(&dsn, System::Floor, 8, secs),
+            paired(|system| enqueue_single(&dsn, system, 8, secs), |&r| r),
         );
-        row(
-            "enqueue_batch of 1,000, 1 connection",
-            enqueue_batched(&dsn, System::Jobs, 1000, secs),
-            enqueue_batched(&dsn, System::Floor, 1000, secs),
-        );
+        row("enqueue_batch of 1,000, 1 connection", paired(|system| enqueue_batched(&dsn, system, 1000, secs), |&r| r));
         println!();
     }
     // The steady load of the held-snapshot run is half of this drain rate.
@@ -547,8 +555,8 @@ fn main() {
     if part("drain") {
         for &conns in &worker_counts {
             for &max_jobs in &claim_sizes {
-                let run = |system| median(|| drain(&dsn, system, jobs, conns as usize, max_jobs, false));
-                let (ours, floor) = (run(System::Jobs), run(System::Floor));
+                let (ours, floor) =
+                    paired(|system| drain(&dsn, system, jobs, conns as usize, max_jobs, false), |d| d.rate);
                 if (conns, max_jobs) == (8, 10) {
                     reference_drain = Some(ours.rate);
                 }
@@ -558,15 +566,14 @@ fn main() {
     }
     if part("batch") {
         for &max_jobs in &claim_sizes {
-            let run = |system| median(|| drain(&dsn, system, jobs, 8, max_jobs, true));
-            let (ours, floor) = (run(System::Jobs), run(System::Floor));
+            let (ours, floor) = paired(|system| drain(&dsn, system, jobs, 8, max_jobs, true), |d| d.rate);
             drains.push((format!("8 workers, claim {max_jobs}, one complete_batch (floor: one UPDATE)"), ours, floor));
         }
     }
     if !drains.is_empty() {
         println!(
-            "Drains of {jobs} jobs, median of {} runs (the run of median rate; server CPU and WAL from the same run):",
-            std::env::var("BENCH_RUNS").unwrap_or_else(|_| "3".into())
+            "Drains of {jobs} jobs, median of {runs} runs, jobs and plain SQL in turn (the run of median rate; server \
+             CPU and WAL from the same run):"
         );
         println!();
         println!(

@@ -188,6 +188,71 @@ BEGIN
     END IF;
 END
 $$;
+-- Every call of jobs.enqueue but the common one (src/enqueue.rs takes valid
+-- arguments without an idempotency key itself): refuses bad arguments with
+-- the contract's errors, and runs the idempotent insert.
+CREATE FUNCTION jobs._enqueue(
+    job_type text,
+    payload jsonb,
+    queue text,
+    run_at timestamptz,
+    priority int,
+    max_attempts int,
+    idempotency_key text
+) RETURNS jobs.job
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    inserted jobs.job;
+BEGIN
+    IF NOT coalesce(jobs._is_name(_enqueue.job_type) AND jobs._is_name(_enqueue.queue) AND _enqueue.queue <> 'sql'
+            AND _enqueue.priority IS NOT NULL AND _enqueue.payload IS NOT NULL
+            AND coalesce(_enqueue.max_attempts >= 1, true) AND coalesce(isfinite(_enqueue.run_at), true)
+            AND coalesce(_enqueue.idempotency_key <> '' AND length(_enqueue.idempotency_key) <= 255, true), false)
+    THEN
+        PERFORM jobs._check_enqueue(_enqueue.job_type, _enqueue.queue, _enqueue.run_at, _enqueue.priority,
+                                    _enqueue.max_attempts);
+        PERFORM jobs._check_not_null('payload', _enqueue.payload);
+        -- Keys live in a btree, whose entries must stay under ~2.7 kB.
+        IF _enqueue.idempotency_key = '' THEN
+            PERFORM jobs._invalid('idempotency_key must not be empty');
+        END IF;
+        PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters',
+                                     jobs._quote(_enqueue.idempotency_key)));
+    END IF;
+
+    -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
+    -- then the SELECT (a new snapshot) sees its job. The loop only repeats
+    -- when that job was deleted in between.
+    FOR attempt IN 1..3 LOOP
+        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts, idempotency_key)
+        VALUES (_enqueue.queue, _enqueue.job_type, _enqueue.payload, _enqueue.priority,
+                coalesce(_enqueue.run_at, now()),
+                coalesce(_enqueue.max_attempts, jobs._default_max_attempts()),
+                _enqueue.idempotency_key)
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING * INTO inserted;
+        IF FOUND THEN
+            PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
+            RETURN inserted;
+        END IF;
+
+        SELECT * INTO inserted FROM jobs.job j WHERE j.idempotency_key = _enqueue.idempotency_key;
+        IF FOUND THEN
+            RETURN inserted;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not enqueue with idempotency_key %s: its job keeps being deleted',
+                         jobs._quote(_enqueue.idempotency_key));
+END
+$$;
+
+-- Compiled (src/enqueue.rs): the common call inserts through a plan kept for
+-- the session; every other goes to jobs._enqueue. Not STRICT: null arguments
+-- get the contract's errors.
 CREATE OR REPLACE FUNCTION jobs.enqueue(
     job_type text,
     payload jsonb DEFAULT '{}',
@@ -197,69 +262,8 @@ CREATE OR REPLACE FUNCTION jobs.enqueue(
     max_attempts int DEFAULT NULL,
     idempotency_key text DEFAULT NULL
 ) RETURNS jobs.job
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    inserted jobs.job;
-BEGIN
-    IF NOT coalesce(jobs._is_name(enqueue.job_type) AND jobs._is_name(enqueue.queue) AND enqueue.queue <> 'sql'
-            AND enqueue.priority IS NOT NULL AND enqueue.payload IS NOT NULL
-            AND coalesce(enqueue.max_attempts >= 1, true) AND coalesce(isfinite(enqueue.run_at), true)
-            AND coalesce(enqueue.idempotency_key <> '' AND length(enqueue.idempotency_key) <= 255, true), false)
-    THEN
-        PERFORM jobs._check_enqueue(enqueue.job_type, enqueue.queue, enqueue.run_at, enqueue.priority,
-                                    enqueue.max_attempts);
-        PERFORM jobs._check_not_null('payload', enqueue.payload);
-        -- Keys live in a btree, whose entries must stay under ~2.7 kB.
-        IF enqueue.idempotency_key = '' THEN
-            PERFORM jobs._invalid('idempotency_key must not be empty');
-        END IF;
-        PERFORM jobs._invalid(format('idempotency_key %s is longer than 255 characters',
-                                     jobs._quote(enqueue.idempotency_key)));
-    END IF;
-
-    IF enqueue.idempotency_key IS NULL THEN
-        -- Without a key, no conflict is possible: skip ON CONFLICT's
-        -- speculative insertion.
-        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts)
-        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
-                coalesce(enqueue.run_at, now()),
-                coalesce(enqueue.max_attempts, jobs._default_max_attempts()))
-        RETURNING * INTO inserted;
-        -- Claims start at or below it (src/position.rs); announced if due,
-        -- once per queue per transaction, after the commit (src/notify.rs).
-        PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
-        RETURN inserted;
-    END IF;
-
-    -- ON CONFLICT waits for a concurrent enqueuer of the same key to commit,
-    -- then the SELECT (a new snapshot) sees its job. The loop only repeats
-    -- when that job was deleted in between.
-    FOR attempt IN 1..3 LOOP
-        INSERT INTO jobs.job (queue, job_type, payload, priority, run_at, max_attempts, idempotency_key)
-        VALUES (enqueue.queue, enqueue.job_type, enqueue.payload, enqueue.priority,
-                coalesce(enqueue.run_at, now()),
-                coalesce(enqueue.max_attempts, jobs._default_max_attempts()),
-                enqueue.idempotency_key)
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING * INTO inserted;
-        IF FOUND THEN
-            PERFORM jobs._queued('jobs.job', inserted.queue, inserted.priority, inserted.run_at, inserted.id);
-            RETURN inserted;
-        END IF;
-
-        SELECT * INTO inserted FROM jobs.job j WHERE j.idempotency_key = enqueue.idempotency_key;
-        IF FOUND THEN
-            RETURN inserted;
-        END IF;
-    END LOOP;
-    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
-        MESSAGE = format('could not enqueue with idempotency_key %s: its job keeps being deleted',
-                         jobs._quote(enqueue.idempotency_key));
-END
-$$;
+LANGUAGE c VOLATILE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'enqueue';
 CREATE OR REPLACE FUNCTION jobs.enqueue_batch(
     job_type text,
     payloads jsonb[],

@@ -82,15 +82,6 @@ fn lease_valid(lease: Option<pg_sys::Datum>) -> bool {
     cmp(0) > 0 && cmp(1200) <= 0
 }
 
-/// A queue name as `jobs._is_name` has it, and not `sql`.
-unsafe fn queue_valid(queue: Option<pg_sys::Datum>) -> bool {
-    let Some(queue) = queue else { return false };
-    unsafe {
-        let characters = crate::invariants::text_length(queue);
-        (1..=128).contains(&characters) && (characters != 3 || position::text_bytes(queue) != b"sql")
-    }
-}
-
 finfo_v1!(pg_finfo_claim);
 /// `jobs.claim(worker_id text, queue text DEFAULT 'default', max_jobs int
 /// DEFAULT 1, lease interval DEFAULT NULL, job_types text[] DEFAULT NULL)
@@ -103,7 +94,7 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
         let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i);
         let (worker_id, queue, max_jobs, lease, job_types) = (arg(0), arg(1), arg(2), arg(3), arg(4));
         let valid = worker_id.is_some()
-            && queue_valid(queue)
+            && crate::invariants::queue_valid(queue)
             && max_jobs.is_some_and(|m| m.value() as i32 >= 1)
             && lease_valid(lease);
         if !valid {

@@ -72,6 +72,18 @@ pub(crate) unsafe fn text_length(datum: pg_sys::Datum) -> i32 {
     }
 }
 
+/// A job type or queue name as `jobs._is_name` has it: present, 1 to 128
+/// characters.
+pub(crate) unsafe fn is_name(value: Option<pg_sys::Datum>) -> bool {
+    value.is_some_and(|value| (1..=128).contains(&unsafe { text_length(value) }))
+}
+
+/// A queue name that API calls take: a name, and not `sql` (SQL jobs'
+/// queue, which only the extension's own functions use).
+pub(crate) unsafe fn queue_valid(queue: Option<pg_sys::Datum>) -> bool {
+    unsafe { is_name(queue) && queue.is_some_and(|q| crate::position::text_bytes(q) != b"sql") }
+}
+
 /// The state an enum value stands for, by its label in the catalog cache;
 /// None for a label that is no state.
 unsafe fn enum_label(value: pg_sys::Datum) -> Option<&'static str> {

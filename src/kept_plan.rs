@@ -1,5 +1,6 @@
-//! Statements of the compiled API functions (`jobs.claim`, `jobs.complete`,
-//! `jobs.complete_batch`): each planned once per session, generic, and kept.
+//! Statements of the compiled API functions (`jobs.enqueue`, `jobs.claim`,
+//! `jobs.complete`, `jobs.complete_batch`): each planned once per session,
+//! generic, and kept.
 //!
 //! They are safe under any `search_path` without pinning one: each names
 //! every table, function and operator with its schema, so a replan (after

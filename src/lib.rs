@@ -1,8 +1,8 @@
 //! `jobs`: a durable job queue and cron scheduler inside PostgreSQL.
-//! The queue API is hand-written SQL in `sql/`, but for the two calls a
-//! worker makes per job, `claim` and `complete`, compiled here around the
-//! same statements; Rust owns the settings, the cron engine, the background
-//! worker and the executors of SQL jobs.
+//! The queue API is hand-written SQL in `sql/`, but for the calls on every
+//! job's path (`enqueue`, `claim`, `complete`, `complete_batch`), compiled
+//! here around the same statements; Rust owns the settings, the cron engine,
+//! the background worker and the executors of SQL jobs.
 
 use pgrx::prelude::*;
 
@@ -22,6 +22,7 @@ mod backoff;
 mod claim;
 mod complete;
 mod cron;
+mod enqueue;
 mod error;
 mod executor;
 mod guc;

@@ -526,13 +526,19 @@ pub unsafe extern "C-unwind" fn queued(fcinfo: pg_sys::FunctionCallInfo) -> pg_s
     // SAFETY: called with the five non-null arguments of the declaration (STRICT).
     unsafe {
         let arg = |i: usize| pgrx::fcinfo::pg_getarg_datum(fcinfo, i).expect("STRICT");
-        let queue = queue_of(pg_sys::Oid::from(arg(0).value() as u32), text_bytes(arg(1)));
         let key = Key { priority: arg(2).value() as i32, run_at: arg(3).value() as i64, id: arg(4).value() as i64 };
-        made_queued(queue, key);
-        if key.run_at <= pg_sys::GetCurrentTransactionStartTimestamp() {
-            crate::notify::announce_text(arg(1));
-        }
+        queued_row(pg_sys::Oid::from(arg(0).value() as u32), arg(1), key);
         pg_sys::Datum::from(0)
+    }
+}
+
+/// `jobs._queued` for compiled callers: `queue` a text datum.
+pub unsafe fn queued_row(relation: pg_sys::Oid, queue: pg_sys::Datum, key: Key) {
+    unsafe {
+        made_queued(queue_of(relation, text_bytes(queue)), key);
+        if key.run_at <= pg_sys::GetCurrentTransactionStartTimestamp() {
+            crate::notify::announce_text(queue);
+        }
     }
 }
 
