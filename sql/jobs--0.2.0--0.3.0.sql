@@ -414,6 +414,11 @@ AS $$
           WHERE j.state = 'queued' AND j.run_at > since AND j.run_at <= now()
             AND j.run_at > j.updated_at) q
 $$;
+-- A claim's lease token (src/claim.rs): a random UUID, as unguessable as
+-- gen_random_uuid's, cheaper to make.
+CREATE FUNCTION jobs._lease_token() RETURNS uuid
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'lease_token';
 -- Claims start where each queue's claimable work starts (src/position.rs).
 CREATE FUNCTION jobs._claim_raise(ticket bigint, priority int, run_at timestamptz, id bigint) RETURNS boolean
 VOLATILE PARALLEL UNSAFE

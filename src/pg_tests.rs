@@ -217,6 +217,17 @@ mod tests {
     }
 
     #[pg_test]
+    fn claims_give_each_job_its_own_random_version_4_token() {
+        run("SELECT count(*) FROM jobs.enqueue_batch('t', array_fill('{}'::jsonb, ARRAY[1000]), queue => 'tokens')");
+        // Each token is an RFC 9562 version 4 UUID: 122 random bits.
+        check(
+            "SELECT count(*) = 1000 AND count(DISTINCT lease_token) = 1000
+                    AND bool_and(lease_token::text ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
+             FROM jobs.claim('w1', 'tokens', max_jobs => 1000)",
+        );
+    }
+
+    #[pg_test]
     fn claim_takes_only_its_queue_its_types_and_at_most_max_jobs() {
         run("SELECT jobs.enqueue_batch('a', array_fill('{}'::jsonb, ARRAY[5]), queue => 'q1')");
         run("SELECT jobs.enqueue('b', queue => 'q1')");
