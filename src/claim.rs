@@ -22,11 +22,11 @@ thread_local! {
     /// order from the queue's position (no queued row lies before it); the
     /// ids come back as an array so the update finds each row by primary key
     /// (a join let the planner hash against a scan of the whole table).
-    /// `RETURNING j`: rows of jobs.job's row type, which the function
-    /// returns, with their claim-order key: an update returns its rows in
-    /// the order it finds them (here the primary key's), so `claim` sorts
-    /// them (a sort in the statement needs it wrapped in a CTE, whose every
-    /// row is stored and read again).
+    /// `RETURNING j.*`: the rows as the function returns them. An update
+    /// returns its rows in the order it finds them (here the primary
+    /// key's), so `claim` sorts them by their claim-order key (a sort in the
+    /// statement needs it wrapped in a CTE, whose every row is stored and
+    /// read again).
     static CLAIM: KeptPlan = const { KeptPlan::new(
         c"UPDATE jobs.job j
           SET state = 'running',
@@ -50,7 +50,7 @@ thread_local! {
               ORDER BY p.priority, p.run_at, p.id
               LIMIT $3
               FOR UPDATE SKIP LOCKED))
-          RETURNING j, j.priority, j.run_at, j.id",
+          RETURNING j.*",
         CLAIM_TYPES,
     ) };
 
@@ -164,22 +164,29 @@ pub unsafe extern "C-unwind" fn claim(fcinfo: pg_sys::FunctionCallInfo) -> pg_sy
         if code != pg_sys::SPI_OK_UPDATE_RETURNING as i32 {
             error!("jobs.claim: its statement failed (SPI code {code})");
         }
-        let mut rows: Vec<(position::Key, pg_sys::Datum)> = (0..pg_sys::SPI_processed as usize)
-            .map(|i| {
+        let taken = pg_sys::SPI_processed as usize;
+        let mut rows: Vec<(position::Key, usize)> = Vec::with_capacity(taken);
+        if taken > 0 {
+            let (priority, run_at, id) = (
+                kept_plan::column_number(c"priority"),
+                kept_plan::column_number(c"run_at"),
+                kept_plan::column_number(c"id"),
+            );
+            rows.extend((0..taken).map(|i| {
                 let key = position::Key {
-                    priority: kept_plan::column(i, 2).expect("not null").value() as i32,
-                    run_at: kept_plan::column(i, 3).expect("not null").value() as i64,
-                    id: kept_plan::column(i, 4).expect("not null").value() as i64,
+                    priority: kept_plan::column(i, priority).expect("not null").value() as i32,
+                    run_at: kept_plan::column(i, run_at).expect("not null").value() as i64,
+                    id: kept_plan::column(i, id).expect("not null").value() as i64,
                 };
-                (key, kept_plan::column(i, 1).expect("a row"))
-            })
-            .collect();
+                (key, i)
+            }));
+        }
         rows.sort_unstable_by_key(|&(key, _)| key);
         if let Some(&(least, _)) = rows.first() {
             position::claim_took(ticket, least);
         }
-        for (_, row) in rows {
-            out.put(row);
+        for (_, i) in rows {
+            out.put_result_row(i);
         }
         if position::claim_may_raise(ticket) {
             let code = RAISE.with(|p| p.execute(&[queue, Some(pg_sys::Datum::from(ticket))], 0));

@@ -68,6 +68,7 @@ thread_local! {
     /// so no row is met twice. `ROWS FROM` pairs the arrays: the
     /// two-argument `unnest(a, b)` is expanded into it only when written
     /// unqualified, which a caller's `search_path` could redirect.
+    /// `RETURNING j.*`: the rows as the function returns them.
     static COMPLETE_BATCH: KeptPlan = const { KeptPlan::new(
         c"UPDATE jobs.job j
           SET state = 'completed', lease_token = NULL, lease_until = NULL,
@@ -76,7 +77,7 @@ thread_local! {
           WHERE j.id OPERATOR(pg_catalog.=) b.id
             AND j.state OPERATOR(pg_catalog.=) 'running'
             AND j.lease_token OPERATOR(pg_catalog.=) b.lease_token
-          RETURNING j, j.id",
+          RETURNING j.*",
         &[pg_sys::INT8ARRAYOID, pg_sys::UUIDARRAYOID],
     ) };
 }
@@ -119,11 +120,10 @@ pub unsafe extern "C-unwind" fn complete_batch(fcinfo: pg_sys::FunctionCallInfo)
         if code != pg_sys::SPI_OK_UPDATE_RETURNING as i32 {
             error!("jobs.complete_batch: its update failed (SPI code {code})");
         }
-        let mut done: Vec<(i64, pg_sys::Datum)> = (0..pg_sys::SPI_processed as usize)
-            .map(|i| {
-                (kept_plan::column(i, 2).expect("not null").value() as i64, kept_plan::column(i, 1).expect("a row"))
-            })
-            .collect();
+        let completed = pg_sys::SPI_processed as usize;
+        let id = if completed > 0 { kept_plan::column_number(c"id") } else { 0 };
+        let mut done: Vec<(i64, usize)> =
+            (0..completed).map(|i| (kept_plan::column(i, id).expect("not null").value() as i64, i)).collect();
         done.sort_unstable_by_key(|&(id, _)| id);
         if done.len() < ids.len() {
             // The first job of the call not completed. Raising undoes the
@@ -138,8 +138,8 @@ pub unsafe extern "C-unwind" fn complete_batch(fcinfo: pg_sys::FunctionCallInfo)
                 .expect("jobs._raise_not_held raises");
             unreachable!("jobs._raise_not_held raises");
         }
-        for (_, row) in done {
-            out.put(row);
+        for (_, i) in done {
+            out.put_result_row(i);
         }
         pg_sys::SPI_finish();
         out.finish()

@@ -119,6 +119,8 @@ pub struct Rows {
     rsinfo: *mut pg_sys::ReturnSetInfo,
     store: *mut pg_sys::Tuplestorestate,
     desc: pg_sys::TupleDesc,
+    /// Whether the SPI result's rows have the result's very layout, once known.
+    same_layout: Cell<Option<bool>>,
 }
 
 impl Rows {
@@ -141,23 +143,42 @@ impl Rows {
             let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
             let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
             pg_sys::MemoryContextSwitchTo(caller);
-            Rows { rsinfo, store, desc }
+            Rows { rsinfo, store, desc, same_layout: Cell::new(None) }
         }
     }
 
-    /// Adds a row: a datum of the result's row type (a whole-row column of
-    /// an SPI result). The tuplestore copies it.
-    pub unsafe fn put(&self, row: pg_sys::Datum) {
+    /// Adds row `i` of the last SPI result, whose columns are the result
+    /// row type's, in order (`RETURNING j.*`). The tuplestore copies it as
+    /// it is when the two line up attribute for attribute (no dropped
+    /// columns in the row type), and in the result's layout otherwise. No
+    /// whole-row value is made: `RETURNING j` built one per row, copying
+    /// the row once more.
+    pub unsafe fn put_result_row(&self, i: usize) {
         unsafe {
-            // A small row stored inside another has a one-byte length
-            // header: it is given its full header first.
-            let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()).cast::<pg_sys::HeapTupleHeaderData>();
-            let mut tuple = pg_sys::HeapTupleData {
-                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
-                t_data: header,
-                ..Default::default()
-            };
-            pg_sys::tuplestore_puttuple(self.store, &mut tuple);
+            let table = pg_sys::SPI_tuptable;
+            let (from, tuple) = ((*table).tupdesc, *(*table).vals.add(i));
+            let same = self.same_layout.get().unwrap_or_else(|| {
+                let same = same_layout(from, self.desc);
+                self.same_layout.set(Some(same));
+                same
+            });
+            if same {
+                pg_sys::tuplestore_puttuple(self.store, tuple);
+                return;
+            }
+            let n = (*from).natts as usize;
+            let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); n], vec![true; n]);
+            pg_sys::heap_deform_tuple(tuple, from, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let to = pgrx::tupdesc::PgTupleDesc::from_pg_unchecked(self.desc);
+            let (mut out_values, mut out_nulls) = (vec![pg_sys::Datum::from(0); to.len()], vec![true; to.len()]);
+            let mut next = 0;
+            for (k, attribute) in to.iter().enumerate() {
+                if !attribute.attisdropped && next < n {
+                    (out_values[k], out_nulls[k]) = (values[next], nulls[next]);
+                    next += 1;
+                }
+            }
+            pg_sys::tuplestore_putvalues(self.store, self.desc, out_values.as_mut_ptr(), out_nulls.as_mut_ptr());
         }
     }
 
@@ -170,4 +191,23 @@ impl Rows {
         }
         pg_sys::Datum::from(0)
     }
+}
+
+/// Whether rows of `from` are rows of `to` as they are: the same number of
+/// attributes, none dropped, each of the same type.
+unsafe fn same_layout(from: pg_sys::TupleDesc, to: pg_sys::TupleDesc) -> bool {
+    let (from, to) = unsafe {
+        (pgrx::tupdesc::PgTupleDesc::from_pg_unchecked(from), pgrx::tupdesc::PgTupleDesc::from_pg_unchecked(to))
+    };
+    from.len() == to.len()
+        && from.iter().zip(to.iter()).all(|(f, t)| !t.attisdropped && !f.attisdropped && f.atttypid == t.atttypid)
+}
+
+/// The number (from 1) of the column `name` of the last SPI result.
+pub unsafe fn column_number(name: &std::ffi::CStr) -> i32 {
+    let n = unsafe { pg_sys::SPI_fnumber((*pg_sys::SPI_tuptable).tupdesc, name.as_ptr()) };
+    if n <= 0 {
+        error!("jobs: the statement returned no column {name:?}");
+    }
+    n
 }

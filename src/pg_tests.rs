@@ -927,6 +927,32 @@ mod tests {
         assert_eq!(next, 0, "the last call reached the table's end");
     }
 
+    /// After a column was dropped, the row type keeps a place for it that
+    /// the statements' rows do not have: claim and complete_batch return
+    /// their rows in the row type's layout all the same.
+    #[pg_test]
+    fn claim_and_complete_batch_return_whole_rows_after_a_column_was_dropped() {
+        // A column in the middle: the later ones move up a place in the
+        // statements' rows.
+        run("ALTER TABLE jobs.job DROP COLUMN idempotency_key");
+        run("SELECT jobs.enqueue('t', '{\"n\": 1}', queue => 'dropped', priority => 2)");
+        run("SELECT jobs.enqueue('t', '{\"n\": 2}', queue => 'dropped', priority => 1)");
+        run("CREATE TEMP TABLE taken AS SELECT * FROM jobs.claim('w1', 'dropped', max_jobs => 2) WITH ORDINALITY");
+        check(
+            "SELECT array_agg(payload->>'n' ORDER BY priority) = '{2,1}' AND bool_and(state = 'running'
+                    AND queue = 'dropped' AND job_type = 't' AND attempts = 1 AND worker_id = 'w1'
+                    AND lease_token IS NOT NULL AND started_at = now() AND finished_at IS NULL)
+             FROM taken",
+        );
+        check("SELECT array_agg(priority ORDER BY ordinality) = '{1,2}' FROM taken");
+        check(
+            "SELECT array_agg(c.id ORDER BY c.id) = (SELECT array_agg(id ORDER BY id) FROM taken)
+                    AND bool_and(c.state = 'completed' AND c.payload ? 'n' AND c.lease_token IS NULL
+                                 AND c.finished_at = now())
+             FROM jobs.complete_batch((SELECT array_agg(id) FROM taken), (SELECT array_agg(lease_token) FROM taken)) c",
+        );
+    }
+
     #[pg_test]
     fn complete_batch_completes_all_or_nothing() {
         let (a, ta) = claimed("q", 3);
