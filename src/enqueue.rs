@@ -32,7 +32,8 @@ thread_local! {
         c"INSERT INTO jobs.job AS j (queue, job_type, payload, priority, run_at, max_attempts)
           VALUES ($3, $1, $2, $5, $4, $6)
           RETURNING j, j.id, j.tableoid",
-        &[pg_sys::TEXTOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID, pg_sys::INT4OID, pg_sys::INT4OID],
+        // The arguments but the idempotency key.
+        ENQUEUE_TYPES.split_at(6).0,
     ) };
 
     static OTHERWISE: KeptPlan = const { KeptPlan::new(

@@ -81,7 +81,12 @@ pub(crate) unsafe fn is_name(value: Option<pg_sys::Datum>) -> bool {
 /// A queue name that API calls take: a name, and not `sql` (SQL jobs'
 /// queue, which only the extension's own functions use).
 pub(crate) unsafe fn queue_valid(queue: Option<pg_sys::Datum>) -> bool {
-    unsafe { is_name(queue) && queue.is_some_and(|q| crate::position::text_bytes(q) != b"sql") }
+    let Some(queue) = queue else { return false };
+    // The bytes are copied only for a name as long as `sql`.
+    unsafe {
+        let characters = text_length(queue);
+        (1..=128).contains(&characters) && (characters != 3 || crate::position::text_bytes(queue) != b"sql")
+    }
 }
 
 /// The state an enum value stands for, by its label in the catalog cache;
